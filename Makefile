@@ -1,0 +1,81 @@
+# One task runner, the same verbs everywhere: make demo | test | lint | bench.
+# Each target creates .venv when missing and installs what changed; when
+# everything is installed already, the set-up step is a no-op.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.apprentice-installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+# llama-cpp-python has no wheel on PyPI: it is compiled once (~10 min on 2 cores)
+# into a wheelhouse in the user cache, keyed by its version and CMake flags, and
+# every later venv installs that wheel. The CPU features are named explicitly
+# instead of -march=native: a native build turns on AMX tile instructions
+# wherever the CPU advertises them, and on virtual machines whose kernel does not
+# grant AMX state (this one) the first matrix multiply dies with SIGILL.
+# GPU: make setup LLAMA_CMAKE_ARGS="-DGGML_CUDA=on"
+LLAMA_CPP_VERSION := 0.3.36
+CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+has = $(if $(filter $(1),$(CPU_FLAGS)),$(2))
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF \
+	$(call has,avx2,-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON) \
+	$(call has,avx512f,-DGGML_AVX512=ON) $(call has,avx512vbmi,-DGGML_AVX512_VBMI=ON) \
+	$(call has,avx512_vnni,-DGGML_AVX512_VNNI=ON) $(call has,avx512_bf16,-DGGML_AVX512_BF16=ON) \
+	$(call has,avx_vnni,-DGGML_AVX_VNNI=ON)
+LLAMA_KEY := $(shell echo '$(LLAMA_CPP_VERSION) $(strip $(LLAMA_CMAKE_ARGS))' | sha256sum | cut -c1-12)
+WHEELHOUSE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/wheels/llama-cpp-python-$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
+
+.PHONY: all demo test lint format bench clean setup
+
+all: test
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(LLAMA_STAMP): | $(BIN)/python
+	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo "Compiling llama-cpp-python $(LLAMA_CPP_VERSION) once (about 10 minutes on 2 cores)"; \
+		echo "  flags: $(strip $(LLAMA_CMAKE_ARGS))"; \
+		mkdir -p $(WHEELHOUSE) && \
+		CMAKE_ARGS="$(strip $(LLAMA_CMAKE_ARGS))" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+			$(PIP) wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
+			llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELHOUSE).tmp && \
+		mv $(WHEELHOUSE).tmp/*.whl $(WHEELHOUSE)/ && rmdir $(WHEELHOUSE).tmp; \
+	fi
+	$(PIP) install -q --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	@rm -f $(VENV)/.llama-* && touch $@
+
+$(STAMP): pyproject.toml $(LLAMA_STAMP)
+	@# The CPU build of torch first: anything that pulls torch later finds it
+	@# satisfied instead of downloading a multi-gigabyte CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m lsp.demo
+
+test: $(STAMP)
+	@# pytest exits 5 when it collects nothing: that is a failure here, never a pass.
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.latency
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
