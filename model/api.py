@@ -139,7 +139,9 @@ class ModelInfo:
     encodes as exactly one token (checked, not assumed), so prompt building only
     uses FIM markers the model really has. ``fim_tokens`` maps the roles llama.cpp
     reads from the GGUF (``prefix``, ``suffix``, ``middle``, ``pad``, ``repo``,
-    ``sep``) to their token text.
+    ``sep``) to their token text. ``vocabulary_checked`` is False where the
+    tokenizer is out of reach (a remote server): a configured FIM family is then
+    trusted as it is.
     """
 
     name: str
@@ -147,6 +149,7 @@ class ModelInfo:
     context_length: int = 4096
     special_tokens: frozenset[str] = frozenset()
     fim_tokens: dict[str, str] = field(default_factory=dict)
+    vocabulary_checked: bool = True
 
 
 @runtime_checkable

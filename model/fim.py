@@ -160,6 +160,8 @@ def _forced(info: ModelInfo, name: str, available: frozenset[str]) -> FimTemplat
     if template is None:
         known = ", ".join([*KNOWN_TEMPLATES, "none"])
         raise ValueError(f"unknown FIM template {name!r}; choose one of: {known}")
+    if not info.vocabulary_checked:
+        return template  # a remote model: the configuration is all we know
     resolved = _resolve(template, available)
     if resolved is None or len(resolved.inserted_markers()) < len(template.inserted_markers()):
         missing = [

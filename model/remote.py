@@ -334,7 +334,7 @@ class RemoteBackend:
             log.warning("%s does not list model %r (it lists %s)", url, self._model, ids[:5])
         name = self._model or ids[0]
         log.info("remote model %s at %s", name, self.base_url)
-        return ModelInfo(name=name, context_length=self._context_length)
+        return ModelInfo(name=name, context_length=self._context_length, vocabulary_checked=False)
 
     # -- HTTP plumbing ----------------------------------------------------------------
 

@@ -239,3 +239,10 @@ def test_override_with_markers_the_model_lacks_is_a_clear_error() -> None:
 def test_unknown_override_lists_the_choices() -> None:
     with pytest.raises(ValueError, match=r"unknown FIM template 'mistral'.*qwen2\.5-coder.*none"):
         select_template(info(QWEN_SPECIALS), "mistral")
+
+
+def test_override_is_trusted_when_the_vocabulary_is_out_of_reach() -> None:
+    remote = ModelInfo(name="served-model", vocabulary_checked=False)
+    template = select_template(remote, "qwen2.5-coder")
+    assert template is not None and template.prefix == "<|fim_prefix|>"
+    assert select_template(remote) is None  # nothing configured: prefix-only

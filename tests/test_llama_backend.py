@@ -55,12 +55,12 @@ def test_info_reports_no_fim_for_gemma(backend: LlamaCppBackend) -> None:
     info = backend.info()
     assert info.architecture == "gemma3"
     assert not {"prefix", "suffix", "middle"} <= set(info.fim_tokens)
-    assert "<start_of_turn>" in info.special_tokens  # a real single-token control marker
+    assert "<eos>" in info.special_tokens  # a real single-token control marker
 
 
 def test_marker_text_in_code_is_not_a_control_token(backend: LlamaCppBackend) -> None:
     # Inserted as text, a marker string is several ordinary tokens, never the control token.
-    assert backend.count_tokens("<start_of_turn>") > 1
+    assert backend.count_tokens("<eos>") > 1
 
 
 def test_second_prompt_sharing_a_prefix_evaluates_only_its_tail(
