@@ -55,7 +55,7 @@ class Symbol:
 
     name: str
     qualname: str
-    kind: str  # function | method | class | variable | constant | module | type | interface
+    kind: str  # function method class variable constant attribute module type interface enum
     path: str
     line: int
     language: str
