@@ -346,7 +346,7 @@ class IndexStore:
         """Ids of the chunks whose text has one of these sha256s."""
         ids: list[int] = []
         with self._reading() as conn:
-            for part in _batches(shas):
+            for part in _text_batches(shas):
                 marks = ",".join("?" * len(part))
                 sql = f"SELECT id FROM chunks WHERE text_sha IN ({marks})"
                 ids.extend(row[0] for row in conn.execute(sql, part))
@@ -501,6 +501,12 @@ def _symbol(row: Sequence[Any]) -> Symbol:
 
 def _batches(ids: Iterable[int]) -> Iterator[list[int]]:
     items = [int(i) for i in ids]
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
+
+
+def _text_batches(values: Iterable[str]) -> Iterator[list[str]]:
+    items = list(values)
     for start in range(0, len(items), _BATCH):
         yield items[start : start + _BATCH]
 

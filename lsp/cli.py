@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -79,6 +81,126 @@ def cmd_complete(args: argparse.Namespace) -> int:
     else:
         _say("no suggestion")
     return 0
+
+
+def _index_settings(args: argparse.Namespace, *, foreground: bool = False) -> object:
+    from indexer.index import IndexSettings
+    from model.hardware import physical_cores
+
+    location = Path(args.index_dir).expanduser() if args.index_dir else None
+    threads = physical_cores() if foreground else None
+    return IndexSettings(location=location, embedder=args.embedder, embed_threads=threads)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """``apprentice index [PATH]``: the whole index, embeddings included, with progress."""
+    from indexer.index import IndexSettings, RepositoryIndex
+    from lsp.progress import ProgressBar
+
+    settings = _index_settings(args, foreground=True)
+    assert isinstance(settings, IndexSettings)
+    bar = ProgressBar()
+    started = time.monotonic()
+    with RepositoryIndex(Path(args.path), settings) as index:
+        report = index.update(progress=bar)
+        if report.rebuilt_reason:
+            _say(f"apprentice: index rebuilt: {report.rebuilt_reason}")
+        if not args.no_embed:
+            report.embedded, _ = index.embed_pending(progress=bar)
+        bar.close()
+        report.seconds = time.monotonic() - started
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        _say(
+            f"indexed {report.files} files: {report.chunks} chunks, {report.symbols} symbols "
+            f"({report.added} added, {report.changed} changed, {report.deleted} deleted); "
+            f"{report.embedded} chunks embedded, {report.reused} reused, "
+            f"in {report.seconds:.1f}s"
+        )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``apprentice search [PATH] QUERY``: ranked chunks (lexical fused with semantic)."""
+    from indexer.index import IndexSettings, RepositoryIndex
+
+    if len(args.terms) == 1:
+        path, query = ".", args.terms[0]
+    elif len(args.terms) == 2:
+        path, query = args.terms
+    else:
+        raise ValueError("usage: apprentice search [PATH] QUERY (quote a multi-word query)")
+    settings = _index_settings(args)
+    assert isinstance(settings, IndexSettings)
+    with RepositoryIndex(Path(path), settings) as index:
+        if index.store.counts()["files"] == 0:
+            raise ValueError(f"{path} has no index yet: run `apprentice index {path}` first")
+        hits = index.search(query, args.k, semantic=not args.lexical)
+    if args.json:
+        _print_json({"hits": [hit.as_json() for hit in hits]})
+        return 0
+    for rank, hit in enumerate(hits, start=1):
+        chunk = hit.chunk
+        sys.stdout.write(
+            f"{rank:>2}. {chunk.path}:{chunk.start_line}-{chunk.end_line}  "
+            f"{hit.score:.4f}  {chunk.symbol or chunk.kind}\n"
+        )
+    return 0
+
+
+def workspace_root_of(path: Path) -> Path:
+    """The repository root above ``path`` (the nearest ``.git``), else its directory."""
+    start = path.resolve().parent
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``apprentice check FILE --line L --col C --text TEXT``: verify one candidate insertion."""
+    from indexer.languages import language_for
+    from lint_bridge.api import Document, Splice
+    from lint_bridge.verify import Verifier
+    from lsp.source import offset_at, read_source
+
+    path = Path(args.file)
+    text = read_source(path)
+    offset = offset_at(text, args.line, args.col, args.encoding)
+    root = workspace_root_of(path)
+    known = _known_symbols(root, args)
+    verifier = Verifier(workspace_root=root, known_symbols=known)
+    verdict = verifier.check_sync(
+        Document(path=path.resolve(), text=text, language=language_for(path)),
+        Splice(offset, offset, args.text),
+    )
+    if args.json:
+        _print_json(verdict.as_json())
+        return 0
+    sys.stdout.write(f"{verdict.verdict}\n")
+    if verdict.verdict == "repair":
+        sys.stdout.write(f"repaired text: {verdict.text!r}\n")
+    for reason in verdict.reasons:
+        sys.stdout.write(
+            f"  {reason.line + 1}:{reason.column + 1} {reason.label}: {reason.message}\n"
+        )
+    if verdict.unchecked:
+        sys.stdout.write(f"  (not checked: {', '.join(verdict.unchecked)})\n")
+    return 0
+
+
+def _known_symbols(root: Path, args: argparse.Namespace) -> Callable[[str], bool | None] | None:
+    """The repository's symbol table as a lookup, when the repository has been indexed."""
+    from indexer.index import IndexSettings, RepositoryIndex, index_dir_for
+    from indexer.retrieval import Retriever
+
+    location = Path(args.index_dir).expanduser() if args.index_dir else None
+    if not (index_dir_for(root, location) / "index.sqlite").exists():
+        return None
+    index = RepositoryIndex(root, IndexSettings(location=location))
+    retriever = Retriever(index)
+    return lambda dotted: retriever.lookup(dotted).found
 
 
 def cmd_model_info(args: argparse.Namespace) -> int:
@@ -149,6 +271,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(complete)
     complete.set_defaults(handler=cmd_complete)
 
+    index = commands.add_parser("index", help="index a repository (chunks, symbols, vectors)")
+    index.add_argument("path", nargs="?", default=".")
+    index.add_argument("--json", action="store_true")
+    index.add_argument("--no-embed", action="store_true", help="skip the embedding stage")
+    index.add_argument("--index-dir", help="where indexes live (default: the user cache)")
+    index.add_argument("--embedder", default="default", help="embedder to use (default: MiniLM)")
+    index.set_defaults(handler=cmd_index)
+
+    search = commands.add_parser("search", help="search an indexed repository")
+    search.add_argument("terms", nargs="+", metavar="[PATH] QUERY")
+    search.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    search.add_argument("--json", action="store_true")
+    search.add_argument("--lexical", action="store_true", help="lexical ranking only (no model)")
+    search.add_argument("--index-dir", help="where indexes live (default: the user cache)")
+    search.add_argument("--embedder", default="default", help="must match the index's embedder")
+    search.set_defaults(handler=cmd_search)
+
+    check = commands.add_parser("check", help="verify one candidate insertion")
+    check.add_argument("file")
+    check.add_argument("--line", type=int, required=True, help="0-based line")
+    check.add_argument("--col", type=int, required=True, help="0-based column")
+    check.add_argument("--text", required=True, help="the candidate text to insert")
+    check.add_argument("--encoding", default="utf-16", choices=["utf-16", "utf-8", "utf-32"])
+    check.add_argument("--json", action="store_true")
+    check.add_argument("--index-dir", help="where indexes live (default: the user cache)")
+    check.set_defaults(handler=cmd_check)
+
     model = commands.add_parser("model", help="inspect model files")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     info = model_commands.add_parser("info", help="architecture, size, context, quantization, FIM")
@@ -164,9 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; map expected failures to exit status 1 with one line."""
+    from indexer.records import IndexerError
     from lsp.source import InputError
     from model.api import ModelError
 
+    # ONNX Runtime reports usage to its vendor unless told not to: nothing leaves this machine.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -177,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     try:
         return handler(args)
-    except (InputError, ModelError, ValueError) as error:
+    except (InputError, ModelError, IndexerError, ValueError) as error:
         _say(f"apprentice: {error}")
         return 1
     except KeyboardInterrupt:
