@@ -59,6 +59,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
     offset = offset_at(text, args.line, args.col, args.encoding)
     settings = _backend_settings(args)
     assert isinstance(settings, BackendSettings)
+    root = workspace_root_of(path)
+    verifier = None
+    if not args.no_verify:
+        from lint_bridge.verify import Verifier
+
+        verifier = Verifier(workspace_root=root, known_symbols=_known_symbols(root, args))
     backend = create_backend(settings)
     try:
         pipeline = CompletionPipeline(
@@ -68,9 +74,17 @@ def cmd_complete(args: argparse.Namespace) -> int:
                 max_tokens_multiline=max(args.max_tokens, 96),
                 fim_template=args.fim_template,
                 timeout_s=args.timeout,
+                candidates=args.candidates,
             ),
+            verifier=verifier,
         )
-        cursor = Cursor(path=path.name, language=language_for(path), text=text, offset=offset)
+        cursor = Cursor(
+            path=path.resolve().relative_to(root).as_posix(),
+            language=language_for(path),
+            text=text,
+            offset=offset,
+            abs_path=path.resolve(),
+        )
         result = pipeline.complete(cursor)
     finally:
         backend.close()
@@ -174,6 +188,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     verdict = verifier.check_sync(
         Document(path=path.resolve(), text=text, language=language_for(path)),
         Splice(offset, offset, args.text),
+        exhaustive=True,
     )
     if args.json:
         _print_json(verdict.as_json())
@@ -268,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fim-template", help="FIM family to force (qwen2.5-coder, starcoder2, ...) or 'none'"
     )
     complete.add_argument("--json", action="store_true", help="print one JSON object")
+    complete.add_argument(
+        "--candidates", type=int, default=3, help="candidates to try until one verifies (3)"
+    )
+    complete.add_argument("--no-verify", action="store_true", help="show unverified text")
+    complete.add_argument("--index-dir", help="where indexes live (default: the user cache)")
     _add_backend_options(complete)
     complete.set_defaults(handler=cmd_complete)
 

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from indexer.languages import language_for
+    from lint_bridge.verify import Verifier
     from lsp.pipeline import CompletionPipeline, Cursor
     from model.factory import BackendSettings, create_backend
 
@@ -36,8 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         info = backend.info()
         loaded = time.monotonic() - started
         offset = len(text.rstrip("\n"))
-        cursor = Cursor(path=args.file, language=language_for(path), text=text, offset=offset)
-        result = CompletionPipeline(backend).complete(cursor)
+        cursor = Cursor(
+            path=args.file,
+            language=language_for(path),
+            text=text,
+            offset=offset,
+            abs_path=path.resolve(),
+        )
+        verifier = Verifier(workspace_root=args.repo.resolve())
+        result = CompletionPipeline(backend, verifier=verifier).complete(cursor)
     finally:
         backend.close()
     out = sys.stdout
@@ -48,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     out.write("---- suggestion ----\n")
     out.write((result.text or "(none)").lstrip("\n") + "\n")
     out.write("--------------------\n")
+    out.write(
+        f"verdict    {result.verdict} after {result.candidates} candidate(s)"
+        + (f" (rejected: {', '.join(result.rejected_reasons)})" if result.rejected_reasons else "")
+        + "\n"
+    )
     out.write(
         f"latency    {result.latency_ms:.0f} ms, {result.prompt_tokens} prompt tokens, "
         f"{result.completion_tokens} generated ({result.mode} prompt)\n"

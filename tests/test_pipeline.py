@@ -88,3 +88,33 @@ def test_json_shape() -> None:
         "prompt_tokens",
         "completion_tokens",
     }
+
+
+def test_verification_rejects_a_hallucination_and_takes_the_next_candidate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lint_bridge.verify import Verifier
+
+    answers = iter(["\n        return json.load_file(f)", "\n        return json.load(f)"])
+    backend = FakeBackend(respond=lambda p: next(answers))
+    source = tmp_path / "config.py"
+    source.write_text(CODE)
+    pipeline = CompletionPipeline(backend, verifier=Verifier(workspace_root=tmp_path))
+    result = pipeline.complete(
+        Cursor(path="config.py", language="python", text=CODE, offset=len(CODE), abs_path=source)
+    )
+    assert result.text == "\n        return json.load(f)"
+    assert result.verdict == "accept" and result.candidates == 2
+    assert result.rejected_reasons == ("unknown-symbol:json.load_file",)
+    assert backend.requests[1].temperature > 0  # the second candidate is sampled
+
+
+def test_every_candidate_rejected_gives_no_suggestion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lint_bridge.verify import Verifier
+
+    backend = FakeBackend(respond=lambda p: "\n        return json.load_file(f)")
+    source = tmp_path / "config.py"
+    source.write_text(CODE)
+    pipeline = CompletionPipeline(backend, verifier=Verifier(workspace_root=tmp_path))
+    result = pipeline.complete(
+        Cursor(path="config.py", language="python", text=CODE, offset=len(CODE), abs_path=source)
+    )
+    assert result.text is None and result.verdict == "reject" and result.candidates == 3
