@@ -50,6 +50,16 @@ class ClassSummary:
     init_subclass: bool = False
     custom_new: bool = False
     defines_call: bool = False
+    # Declared types of attributes (None where two declarations disagree).
+    declared: dict[str, ast.expr | None] = field(default_factory=dict)
+
+    def declare(self, name: str, annotation: ast.expr) -> None:
+        """Record ``name``'s declared type; two different declarations cancel out."""
+        known = self.declared.get(name, annotation)
+        same = known is annotation or (
+            known is not None and ast.dump(known) == ast.dump(annotation)
+        )
+        self.declared[name] = annotation if same else None
 
 
 def decorator_name(node: ast.expr) -> str:
@@ -85,7 +95,12 @@ def extend_class(
     summary: ClassSummary, statements: Sequence[ast.stmt], class_name: str
 ) -> ClassSummary:
     """A copy of ``summary`` with more body statements scanned in (an edited member)."""
-    extended = replace(summary, names=set(summary.names), nested=dict(summary.nested))
+    extended = replace(
+        summary,
+        names=set(summary.names),
+        nested=dict(summary.nested),
+        declared=dict(summary.declared),
+    )
     _scan_body(statements, class_name, extended)
     if extended.dataclass_like:
         extended.names |= DATACLASS_NAMES
@@ -116,7 +131,11 @@ def _scan_body(
                 _bind_target(target, summary)
                 if isinstance(target, ast.Name) and target.id == "__slots__":
                     summary.names |= _slot_names(statement.value)
-        elif isinstance(statement, ast.AnnAssign | ast.AugAssign):
+        elif isinstance(statement, ast.AnnAssign):
+            _bind_target(statement.target, summary)
+            if isinstance(statement.target, ast.Name):
+                summary.declare(statement.target.id, statement.annotation)
+        elif isinstance(statement, ast.AugAssign):
             _bind_target(statement.target, summary)
         elif isinstance(statement, ast.Import | ast.ImportFrom):
             for alias in statement.names:
@@ -183,26 +202,106 @@ def _scan_method(
     elif name == "__new__" and not _returns_own_instance(function, class_name):
         summary.custom_new = True
     decorators = {decorator_name(d) for d in function.decorator_list}
+    if decorators & {"property", "cached_property"} and function.returns is not None:
+        summary.declare(name, function.returns)
     if "staticmethod" in decorators:
         return
     arguments = [*function.args.posonlyargs, *function.args.args]
     if not arguments:
         return
     owner = arguments[0].arg
-    for inner in ast.walk(function):
-        if isinstance(inner, ast.Attribute):
-            if not (isinstance(inner.value, ast.Name) and inner.value.id == owner):
-                continue
-            if inner.attr == "__dict__":
-                summary.open = True
-            elif not isinstance(inner.ctx, ast.Load):
-                summary.names.add(inner.attr)
-        elif isinstance(inner, ast.Call) and _is_setattr_on(inner, owner):
-            attribute = inner.args[1] if len(inner.args) > 1 else None
-            if isinstance(attribute, ast.Constant) and isinstance(attribute.value, str):
-                summary.names.add(attribute.value)
-            else:
-                summary.open = True
+    if name == "__new__" or "classmethod" in decorators:
+        owner = ""  # constructors build the instance in a local: ``self = super().__new__(cls)``
+    typed = {
+        argument.arg: argument.annotation
+        for argument in (*arguments, *function.args.kwonlyargs)
+        if argument.annotation is not None
+    }
+    # Statements only (not every expression node): a class's methods are most of a module.
+    pending: list[ast.stmt] = list(function.body)
+    while pending:
+        statement = pending.pop()
+        for target in _targets(statement):
+            _bind_owner_target(target, owner, summary)
+        if owner:
+            _declare_owner_target(statement, owner, typed, summary)
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
+            _dynamic_call(statement.value, owner, summary)
+        for field_name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            for child in getattr(statement, field_name, ()):
+                if isinstance(child, ast.stmt):
+                    pending.append(child)
+                else:
+                    pending.extend(getattr(child, "body", ()))
+
+
+def _declare_owner_target(
+    statement: ast.stmt, owner: str, typed: dict[str, ast.expr], summary: ClassSummary
+) -> None:
+    """``self.x: T = ...`` and ``self.x = param`` (``param: T``) declare ``x`` a ``T``."""
+    target: ast.expr
+    if isinstance(statement, ast.AnnAssign):
+        target, annotation = statement.target, statement.annotation
+    elif isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+        value = statement.value
+        target = statement.targets[0]
+        if not (isinstance(value, ast.Name) and value.id in typed):
+            return
+        annotation = typed[value.id]
+    else:
+        return
+    if (
+        isinstance(target, ast.Attribute)
+        and isinstance(target.value, ast.Name)
+        and target.value.id == owner
+    ):
+        summary.declare(target.attr, annotation)
+
+
+def _targets(statement: ast.stmt) -> list[ast.expr]:
+    if isinstance(statement, ast.Assign):
+        return statement.targets
+    if isinstance(statement, ast.AnnAssign | ast.AugAssign | ast.For | ast.AsyncFor):
+        return [statement.target]
+    if isinstance(statement, ast.With | ast.AsyncWith):
+        return [item.optional_vars for item in statement.items if item.optional_vars is not None]
+    return []
+
+
+def _bind_owner_target(target: ast.expr, owner: str, summary: ClassSummary) -> None:
+    """Record ``owner.x = ...`` (any ``name.x = ...`` when ``owner`` is empty)."""
+    if isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            _bind_owner_target(element, owner, summary)
+    elif isinstance(target, ast.Starred):
+        _bind_owner_target(target.value, owner, summary)
+    elif isinstance(target, ast.Attribute):
+        if isinstance(target.value, ast.Name) and target.value.id == (owner or target.value.id):
+            summary.names.add(target.attr)
+    elif isinstance(target, ast.Subscript) and _is_owner_dict(target.value, owner):
+        summary.open = True  # self.__dict__[key] = value
+
+
+def _is_owner_dict(node: ast.expr, owner: str) -> bool:
+    """``self.__dict__`` or ``vars(self)``."""
+    if isinstance(node, ast.Attribute) and node.attr == "__dict__":
+        return isinstance(node.value, ast.Name) and node.value.id == owner
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "vars":
+        first = node.args[0] if node.args else None
+        return isinstance(first, ast.Name) and first.id == owner
+    return False
+
+
+def _dynamic_call(call: ast.Call, owner: str, summary: ClassSummary) -> None:
+    """``setattr(self, ...)``, ``self.__dict__.update(...)``: names set at run time."""
+    if _is_setattr_on(call, owner):
+        attribute = call.args[1] if len(call.args) > 1 else None
+        if isinstance(attribute, ast.Constant) and isinstance(attribute.value, str):
+            summary.names.add(attribute.value)
+        else:
+            summary.open = True
+    elif isinstance(call.func, ast.Attribute) and _is_owner_dict(call.func.value, owner):
+        summary.open = True
 
 
 def _is_setattr_on(call: ast.Call, owner: str) -> bool:

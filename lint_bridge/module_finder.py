@@ -345,7 +345,10 @@ def default_search_paths(workspace_root: Path | None) -> list[Path]:
             windows = root / venv / "Lib" / "site-packages"
             if windows.is_dir():
                 paths.append(windows)
-    cwd = Path.cwd().resolve()
+    try:
+        cwd: Path | None = Path.cwd().resolve()
+    except OSError:
+        cwd = None
     for entry in sys.path:
         if not entry:
             continue

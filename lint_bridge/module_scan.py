@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from lint_bridge.class_scan import ClassSummary, scan_class
+from lint_bridge.module_getattr import getattr_names, literal_strings
 
 logger = logging.getLogger(__name__)
 
@@ -183,34 +184,11 @@ def scan_module(
     return summary
 
 
-def _is_chain(expr: ast.expr) -> bool:
+def is_chain(expr: ast.expr) -> bool:
+    """A name, or attributes, calls and subscripts of one: a value worth following."""
     while isinstance(expr, ast.Attribute | ast.Call | ast.Subscript):
         expr = expr.func if isinstance(expr, ast.Call) else expr.value
     return isinstance(expr, ast.Name)
-
-
-def _strings(node: ast.expr | None) -> set[str] | None:
-    """The strings of a literal string, tuple, list, set or dict (its keys); None otherwise."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return {node.value}
-    if isinstance(node, ast.Tuple | ast.List | ast.Set):
-        items: Iterable[ast.expr | None] = node.elts
-    elif isinstance(node, ast.Dict):
-        items = node.keys
-    elif (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id in {"frozenset", "set", "tuple", "list"}
-        and len(node.args) == 1
-    ):
-        return _strings(node.args[0])
-    else:
-        return None
-    found: set[str] = set()
-    for item in items:
-        if isinstance(item, ast.Constant) and isinstance(item.value, str):
-            found.add(item.value)
-    return found
 
 
 def _is_call_to(node: ast.AST, *names: str) -> bool:
@@ -251,19 +229,19 @@ class _ModuleScanner:
         elif isinstance(node, ast.Assign):
             for target in node.targets:
                 self.target(target, node.value)
-                self.special_assignment(target, node.value, augmented=False)
+                self.special_assignment(target, node.value)
             self.expressions(node.value)
         elif isinstance(node, ast.AnnAssign):
             if node.value is not None:
                 self.expressions(node.value)
             if isinstance(node.target, ast.Name):
                 self.annotated(node.target.id, node.annotation, node.value)
-                self.special_assignment(node.target, node.value, augmented=False)
+                self.special_assignment(node.target, node.value)
             else:
                 self.target(node.target, None)
         elif isinstance(node, ast.AugAssign):
             self.target(node.target, None)
-            self.special_assignment(node.target, node.value, augmented=True)
+            self.special_assignment(node.target, node.value)
             self.expressions(node.value)
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -308,10 +286,10 @@ class _ModuleScanner:
         if isinstance(annotation, ast.Attribute):
             bare = annotation.attr
         if bare in {"TypeAlias", "Final", "ClassVar", "Any"}:
-            self.summary.bind(name, ValueBinding(value) if value and _is_chain(value) else OTHER)
+            self.summary.bind(name, ValueBinding(value) if value and is_chain(value) else OTHER)
         else:
             self.summary.bind(name, AnnotatedBinding(annotation))
-        strings = _strings(value)
+        strings = literal_strings(value)
         if strings is not None:
             self.literals[name] = strings
 
@@ -328,8 +306,8 @@ class _ModuleScanner:
     def target(self, target: ast.expr, value: ast.expr | None) -> None:
         summary = self.summary
         if isinstance(target, ast.Name):
-            summary.bind(target.id, ValueBinding(value) if value and _is_chain(value) else OTHER)
-            strings = _strings(value)
+            summary.bind(target.id, ValueBinding(value) if value and is_chain(value) else OTHER)
+            strings = literal_strings(value)
             if strings is not None:
                 self.literals[target.id] = strings
             if target.id == "__getattr__":
@@ -350,13 +328,11 @@ class _ModuleScanner:
                 if isinstance(key, ast.Name) and key.id == "__name__":
                     summary.open = True
 
-    def special_assignment(
-        self, target: ast.expr, value: ast.expr | None, *, augmented: bool
-    ) -> None:
+    def special_assignment(self, target: ast.expr, value: ast.expr | None) -> None:
         if not isinstance(target, ast.Name):
             return
         if target.id == "__all__":
-            self.summary.exported |= _strings(value) or set()
+            self.summary.exported |= literal_strings(value) or set()
         elif target.id == "__path__":
             self.summary.extends_path = True
 
@@ -377,7 +353,7 @@ class _ModuleScanner:
             owner = func.value
             if isinstance(owner, ast.Name) and owner.id == "__all__":
                 for argument in node.args:
-                    summary.exported |= _strings(argument) or set()
+                    summary.exported |= literal_strings(argument) or set()
             elif isinstance(owner, ast.Name) and owner.id == "__path__":
                 summary.extends_path = True
             elif _is_call_to(owner, "globals", "vars") and func.attr in {
@@ -424,83 +400,3 @@ def pattern_names(pattern: ast.pattern) -> list[str]:
         elif isinstance(node, ast.MatchMapping) and node.rest:
             names.append(node.rest)
     return names
-
-
-def getattr_names(
-    function: ast.FunctionDef | ast.AsyncFunctionDef, literals: dict[str, set[str]]
-) -> set[str] | None:
-    """The names a module ``__getattr__`` answers, when it plainly lists them; None otherwise.
-
-    It must end by raising ``AttributeError`` and return only under ``if name == "x"``
-    (or ``name in (...)``) tests, as deprecation shims do.
-    """
-    arguments = [*function.args.posonlyargs, *function.args.args]
-    if not arguments or not function.body:
-        return None
-    parameter = arguments[0].arg
-    last = function.body[-1]
-    if not (isinstance(last, ast.Raise) and _is_attribute_error(last.exc)):
-        return None
-    names: set[str] = set()
-    for statement in function.body[:-1]:
-        found = _guarded_returns(statement, parameter, literals)
-        if found is None:
-            return None
-        names |= found
-    return names
-
-
-def _is_attribute_error(node: ast.expr | None) -> bool:
-    if isinstance(node, ast.Call):
-        node = node.func
-    return isinstance(node, ast.Name) and node.id == "AttributeError"
-
-
-def _returns(node: ast.AST) -> bool:
-    return any(
-        isinstance(inner, ast.Return | ast.Yield | ast.YieldFrom) for inner in ast.walk(node)
-    )
-
-
-def _guarded_returns(
-    statement: ast.stmt, parameter: str, literals: dict[str, set[str]]
-) -> set[str] | None:
-    if not _returns(statement):
-        return set()
-    if not isinstance(statement, ast.If):
-        return None
-    names = _guard(statement.test, parameter, literals)
-    if names is None:
-        return None
-    for inner in statement.orelse:
-        more = _guarded_returns(inner, parameter, literals)
-        if more is None:
-            return None
-        names |= more
-    return names
-
-
-def _guard(test: ast.expr, parameter: str, literals: dict[str, set[str]]) -> set[str] | None:
-    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or):
-        names: set[str] = set()
-        for value in test.values:
-            found = _guard(value, parameter, literals)
-            if found is None:
-                return None
-            names |= found
-        return names
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
-        return None
-    left, right, operator = test.left, test.comparators[0], test.ops[0]
-    if isinstance(operator, ast.Eq):
-        if isinstance(right, ast.Name) and right.id == parameter:
-            left, right = right, left
-        named = isinstance(left, ast.Name) and left.id == parameter
-        if named and isinstance(right, ast.Constant) and isinstance(right.value, str):
-            return {right.value}
-        return None
-    if isinstance(operator, ast.In) and isinstance(left, ast.Name) and left.id == parameter:
-        if isinstance(right, ast.Name):
-            return literals.get(right.id)
-        return _strings(right)
-    return None

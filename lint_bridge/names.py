@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import bisect
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,15 @@ from lint_bridge.module_scan import (
     scan_module,
 )
 from lint_bridge.resolve import BUILTIN_NAMES, ModuleResolver
-from lint_bridge.scopes import LocalClass, Param, Reference, ReferenceKind, Scope, ScopeBuilder
+from lint_bridge.scopes import (
+    LocalClass,
+    Param,
+    Reference,
+    ReferenceKind,
+    Scope,
+    ScopeBuilder,
+    dotted_name,
+)
 from lint_bridge.values import (
     MISSING,
     UNKNOWN,
@@ -88,7 +97,18 @@ def unknown_symbols(
             ("shell-names", parsed.shell_text), lambda: body_names(shell.body)
         )
     checker = _Checker(resolver, summary, positions, splice, known_symbols, name, is_package)
+    rest = parsed.outside if parsed.outside is not None else after
+    checker.stored |= resolver.memo(("stores", rest), lambda: _stored_attributes(rest))
     return checker.run(parsed, (first + 1, last + 1), inside, inside_names)
+
+
+_STORE = re.compile(r"\b(?!self\b|cls\b)[A-Za-z_]\w*\.([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=(?!=)")
+
+
+def _stored_attributes(text: str) -> set[str]:
+    """Attributes the buffer sets on objects other than ``self`` (``app.extra = 1``): values
+    of a known class may carry them, so they are never reported."""
+    return set(_STORE.findall(text))
 
 
 def _identity(path: Path | None, module: str | None, resolver: ModuleResolver) -> tuple[str, bool]:
@@ -154,6 +174,7 @@ class _Positions:
     """Offsets in the buffer <-> ast's 1-based lines and UTF-8 byte columns."""
 
     def __init__(self, text: str) -> None:
+        self.text = text
         self.lines = split_lines(text)
         self.starts = [0]
         for line in self.lines:
@@ -234,7 +255,6 @@ class _Checker:
         self.stored: set[str] = set(summary.stored_attrs)
         self.reasons: list[Reason] = []
         self.narrowed: set[str] = set()
-        self.pool: set[str] | None = None
 
     def run(
         self,
@@ -356,9 +376,10 @@ class _Checker:
         if cached is not None:
             return cached
         value: Value = UNKNOWN
-        if isinstance(node, ast.Name):
-            if node.id not in self.narrowed:
-                value = self.name_value(node.id, scope, need_value=True)
+        if dotted_name(node) in self.narrowed:
+            value = UNKNOWN  # isinstance() and friends may have narrowed it
+        elif isinstance(node, ast.Name):
+            value = self.name_value(node.id, scope, need_value=True)
         elif isinstance(node, ast.Attribute):
             value = self.resolver.attribute(self.value(node.value, scope), node.attr)
         elif isinstance(node, ast.Call):
@@ -427,7 +448,7 @@ class _Checker:
             return
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if self.module_exists(alias.name) is False:
+                if self.missing_module(alias.name):
                     self.report(alias, alias.name, f"no module named '{alias.name}'")
             return
         assert isinstance(node, ast.ImportFrom)
@@ -436,7 +457,8 @@ class _Checker:
             return
         exists = self.module_exists(source)
         if exists is False:
-            self.report(node, source, f"no module named '{source}'")
+            if self.missing_module(source):
+                self.report(node, source, f"no module named '{source}'")
             return
         if exists is None:
             return
@@ -455,6 +477,18 @@ class _Checker:
             if found or self.known(dotted) or self.module_exists(dotted):
                 continue
             self.report(alias, dotted, f"cannot import name '{alias.name}' from '{source}'")
+
+    def missing_module(self, name: str) -> bool:
+        """Whether ``import name`` would fail, for a package the rest of the buffer does not
+        already import (that one is the user's, only not installed where we look)."""
+        if self.module_exists(name) is not False:
+            return False
+        top = name.partition(".")[0]
+        if self.module_exists(top) is not False:
+            return True
+        rest = self.positions.text[: self.start] + self.positions.text[self.end :]
+        pattern = rf"^[ \t]*(?:import|from)[ \t]+{re.escape(top)}\b"
+        return re.search(pattern, rest, re.MULTILINE) is None
 
     def report(self, node: ast.AST, symbol: str, message: str) -> None:
         lineno = getattr(node, "lineno", 1)

@@ -12,7 +12,9 @@ import ast
 import builtins
 import logging
 import os
+import re
 import sys
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from lint_bridge.buffer_parse import parse_recovering
+from lint_bridge.class_facts import OBJECT_ATTRS, compute_facts
 from lint_bridge.class_scan import decorator_name
 from lint_bridge.module_finder import (
     ModuleFinder,
@@ -38,6 +41,7 @@ from lint_bridge.module_scan import (
     ValueBinding,
     scan_module,
 )
+from lint_bridge.typed_values import ABSTRACT_MODULES, annotation_value, instance_of
 from lint_bridge.values import (
     MISSING,
     UNKNOWN,
@@ -56,17 +60,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | MODULE_DUNDERS | {"WindowsError", "reveal_type"}
-OBJECT_ATTRS = frozenset(dir(object)) | {"__dict__", "__module__", "__weakref__", "__slots__"}
 TYPE_ATTRS = frozenset(dir(type))
-_NO_BASE = frozenset({"object", "Generic", "Protocol"})
-_DICT_BASES = frozenset({"TypedDict"})
-_PLAIN_METACLASSES = frozenset({"type", "ABCMeta", "EnumMeta", "EnumType"})
-_UNWRAP = frozenset({"Optional", "Final", "ClassVar", "Annotated", "Required", "NotRequired"})
-_ABSTRACT_MODULES = frozenset(
-    {"typing", "typing_extensions", "collections.abc", "_collections_abc", "_typeshed"}
+_IMPORT_LINE = re.compile(
+    r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+\(?([\w, \t]*)|import[ \t]+([\w.]+))",
+    re.MULTILINE,
 )
 _STAR_DEPTH = 6
-_SOURCE_CACHE = 16
+_MEMO_SIZE = 32
 
 
 @dataclass
@@ -97,10 +97,8 @@ class ModuleResolver:
         self.parse_count = 0
         self._files: dict[str, _Loaded] = {}
         self._namespaces: dict[str, ModuleSummary] = {}
-        self._sources: OrderedDict[tuple[str, str, bool, int | None], ModuleSummary | None] = (
-            OrderedDict()
-        )
         self._memo: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
         self._stable: weakref.WeakSet[ModuleSummary] = weakref.WeakSet()
         self._facts: weakref.WeakKeyDictionary[ModuleSummary, dict[ast.ClassDef, ClassFacts]] = (
             weakref.WeakKeyDictionary()
@@ -186,35 +184,51 @@ class ModuleResolver:
         ``seam`` (a 0-based line) is where a region was cut out: None is returned when a
         statement spans it, since the cut then fell inside a string or brackets.
         """
-        key = (text, name, is_package, seam)
-        if key in self._sources:
-            self._sources.move_to_end(key)
-            return self._sources[key]
-        recovered = parse_recovering(text)
-        summary = None
-        if recovered is not None and not _spans(recovered.tree.body, seam):
-            summary = scan_module(
+
+        def summarise() -> ModuleSummary | None:
+            recovered = parse_recovering(text)
+            if recovered is None or _spans(recovered.tree.body, seam):
+                return None
+            return scan_module(
                 recovered.tree.body,
                 name=name,
                 is_package=is_package,
                 walk_functions="global" in text,
                 damaged_names=recovered.dropped,
             )
-        self._sources[key] = summary
-        while len(self._sources) > _SOURCE_CACHE:
-            self._sources.popitem(last=False)
-        return summary
+
+        return self.memo(("source", text, name, is_package, seam), summarise)
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """A small shared cache for work that repeats across candidates (parsed class shells)."""
-        if key in self._memo:
-            self._memo.move_to_end(key)
-            return cast(T, self._memo[key])
+        """A small shared cache for work that repeats across candidates at one cursor."""
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return cast(T, self._memo[key])
         value = compute()
-        self._memo[key] = value
-        while len(self._memo) > _SOURCE_CACHE:
-            self._memo.popitem(last=False)
+        with self._lock:
+            self._memo[key] = value
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
         return value
+
+    def preload(self, source: str) -> int:
+        """Read ahead of the first check (on opening a file, off the event loop) the stubs and
+        sources a buffer's imports name, and builtins; returns how many modules were read."""
+        names = {"builtins"}
+        for match in _IMPORT_LINE.finditer(source):
+            module, items, plain = match.groups()
+            if plain:
+                names.add(plain)
+            elif module:
+                names.add(module)
+                names.update(f"{module}.{i.strip()}" for i in (items or "").split(",") if i.strip())
+        before = self.parse_count
+        for name in sorted(names):
+            parts = name.split(".")
+            for count in range(1, len(parts) + 1):
+                self.summary(".".join(parts[:count]))
+        return self.parse_count - before
 
     def module_name_for(self, path: Path) -> tuple[str, bool] | None:
         """The dotted module name of a file on the search path, and whether it is a package."""
@@ -298,14 +312,14 @@ class ModuleResolver:
         return MISSING
 
     def _binds(self, summary: ModuleSummary, name: str, depth: int) -> bool:
-        """Whether a module itself binds ``name`` (never "maybe": it overrides a stub)."""
+        """Whether a module binds ``name`` itself or may through a star import of C code."""
         if name in summary.bindings or name in summary.exported:
             return True
         if depth < _STAR_DEPTH:
             for star in summary.star_imports:
-                target = self._runtime_summary(star) if star else None
-                if target is not None and self._binds(target, name, depth + 1):
-                    return True
+                target = self.summary(star) if star else None
+                if target is None or self._binds(target, name, depth + 1):
+                    return True  # a star import from C code with no stub: anything
         return False
 
     def _runtime_summary(self, module: str) -> ModuleSummary | None:
@@ -318,7 +332,8 @@ class ModuleResolver:
         """Whether the source behind a stubbed class defines ``name`` (stubs omit private names)."""
         runtime = self._runtime_summary(cls.summary.name)
         if runtime is None:
-            return False
+            # C code: its private names cannot be checked (builtins' are well described).
+            return name.startswith("_") and cls.summary.name != "builtins"
         first, *rest = cls.qualname.split(".")
         # Every class statement of that name counts (``Future`` is a class and, when the C
         # accelerator imports, something else).
@@ -393,33 +408,7 @@ class ModuleResolver:
 
     def annotation(self, expr: ast.expr, namespace: Namespace) -> Value:
         """An instance of the class an annotation names (``Optional[X]`` and ``X | None``: X)."""
-        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
-            try:
-                parsed = ast.parse(expr.value.strip(), mode="eval").body
-            except (SyntaxError, ValueError, RecursionError):
-                return UNKNOWN
-            return self.annotation(parsed, namespace)
-        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.BitOr):
-            parts = [p for p in (expr.left, expr.right) if not _is_none(p)]
-            return self.annotation(parts[0], namespace) if len(parts) == 1 else UNKNOWN
-        if isinstance(expr, ast.Subscript):
-            label = _last_name(expr.value)
-            items = expr.slice.elts if isinstance(expr.slice, ast.Tuple) else [expr.slice]
-            if label in _UNWRAP and items:
-                return self.annotation(items[0], namespace)
-            if label == "Union":
-                kept = [item for item in items if not _is_none(item)]
-                return self.annotation(kept[0], namespace) if len(kept) == 1 else UNKNOWN
-            if label in {"type", "Type"} and len(items) == 1:
-                value = self.annotation(items[0], namespace)
-                return ClassValue(value.cls) if isinstance(value, InstanceValue) else UNKNOWN
-        if isinstance(expr, ast.Name | ast.Attribute | ast.Subscript):
-            if _last_name(expr) in {"Any", "Self", "TypeAlias", "Final", "ClassVar"}:
-                return UNKNOWN
-            value = self.evaluate(expr, namespace)
-            if isinstance(value, ClassValue) and not _duck_typed(value.cls):
-                return _instance(value.cls)
-        return UNKNOWN
+        return annotation_value(expr, namespace, self.evaluate)
 
     def attribute(self, value: Value, name: str) -> Value:
         """``value.name``: MISSING only when the value's type is known and lacks the name."""
@@ -430,11 +419,16 @@ class ModuleResolver:
             facts = self.class_facts(value.cls)
             if isinstance(value, ClassValue) and name in facts.nested:
                 return ClassValue(facts.nested[name])
+            if name in facts.names and isinstance(value, InstanceValue):
+                owner, declared = facts.declared.get(name, (value.cls, None))
+                if declared is None:
+                    return UNKNOWN
+                return annotation_value(declared, self.namespace(owner.summary), self.evaluate)
             if facts.open or name in facts.names:
                 return UNKNOWN
             if isinstance(value, ClassValue) and name in TYPE_ATTRS:
                 return UNKNOWN
-            if isinstance(value, ClassValue) and value.cls.summary.name in _ABSTRACT_MODULES:
+            if isinstance(value, ClassValue) and value.cls.summary.name in ABSTRACT_MODULES:
                 return UNKNOWN  # ABCs: ``register`` and friends come from ABCMeta
             if any(self._in_runtime_class(stubbed, name) for stubbed in facts.stubbed):
                 return UNKNOWN
@@ -444,7 +438,7 @@ class ModuleResolver:
     def call(self, value: Value) -> Value:
         """Calling a class makes an instance of it (unless its metaclass or ``__new__`` differ)."""
         if isinstance(value, ClassValue) and self.class_facts(value.cls).plain_constructor:
-            return _instance(value.cls)
+            return instance_of(value.cls)
         return UNKNOWN
 
     # Classes ---------------------------------------------------------------------------
@@ -459,7 +453,11 @@ class ModuleResolver:
             return cached
         if cls in seen or len(seen) > 40:
             return ClassFacts(OBJECT_ATTRS, True, {}, False, False, False)
-        facts = self._compute_facts(cls, seen | {cls})
+        origin = self._origins.get(cls.summary)
+        if cls.summary in self._stable:
+            origin = None  # installed code: not worth a stat per lookup
+        inner = seen | {cls}
+        facts = compute_facts(cls, self, lambda base: self._class_facts(base, inner), origin)
         self._facts.setdefault(cls.summary, {})[cls.node] = facts
         return facts
 
@@ -472,68 +470,6 @@ class ModuleResolver:
             if (status.st_mtime_ns, status.st_size) != (mtime, size):
                 return False
         return True
-
-    def _compute_facts(self, cls: ClassInfo, seen: frozenset[ClassInfo]) -> ClassFacts:
-        scanned = cls.summary.class_summary(cls.node)
-        stub = cls.summary.stub
-        names = set(scanned.names) | OBJECT_ATTRS
-        is_open = scanned.open
-        plain = not scanned.custom_new
-        dynamic = scanned.init_subclass and not stub
-        deps: set[tuple[str, int, int]] = set()
-        origin = self._origins.get(cls.summary)
-        if origin is not None and cls.summary not in self._stable:
-            deps.add(origin)
-        nested: dict[str, ClassInfo] = {}
-        stubbed: set[ClassInfo] = {cls} if stub else set()
-        ancestors: set[ClassInfo] = set()
-        namespace = self.namespace(cls.summary)
-        for base in scanned.bases:
-            target = base.value if isinstance(base, ast.Subscript) else base
-            label = _last_name(target)
-            if label in _NO_BASE and isinstance(target, ast.Name | ast.Attribute):
-                continue
-            if label in _DICT_BASES:
-                value = self.builtin("dict")
-            else:
-                value = self.evaluate(target, namespace)
-            if not isinstance(value, ClassValue):
-                is_open = True
-                continue
-            if value.cls.qualname == "type" and value.cls.summary.name == "builtins":
-                is_open = True
-            inherited = self._class_facts(value.cls, seen)
-            names |= inherited.names
-            is_open |= inherited.open or inherited.dynamic_subclassing
-            plain &= inherited.plain_constructor
-            stubbed |= inherited.stubbed
-            nested.update(inherited.nested)
-            deps.update(inherited.deps)
-            ancestors |= {value.cls, *inherited.ancestors}
-        if scanned.metaclass is not None:
-            meta = self.evaluate(scanned.metaclass, namespace)
-            if isinstance(meta, ClassValue):
-                meta_facts = self._class_facts(meta.cls, seen)
-                names |= meta_facts.names
-                plain &= not meta_facts.defines_call
-                deps.update(meta_facts.deps)
-                if not stub and meta.cls.qualname not in _PLAIN_METACLASSES:
-                    is_open = True
-            else:
-                is_open = True
-        for name, node in scanned.nested.items():
-            nested[name] = ClassInfo(cls.summary, node, f"{cls.qualname}.{name}")
-        return ClassFacts(
-            names=frozenset(names),
-            open=is_open,
-            nested=nested,
-            plain_constructor=plain,
-            dynamic_subclassing=dynamic,
-            defines_call=scanned.defines_call,
-            stubbed=frozenset(stubbed),
-            ancestors=frozenset(ancestors),
-            deps=tuple(sorted(deps)),
-        )
 
 
 def _spans(body: list[ast.stmt], seam: int | None) -> bool:
@@ -548,28 +484,6 @@ def _spans(body: list[ast.stmt], seam: int | None) -> bool:
 
 def _last_name(expr: ast.expr) -> str:
     return decorator_name(expr)
-
-
-def _instance(cls: ClassInfo) -> Value:
-    """An instance of ``cls``; instances of ``type`` (classes) and ``super`` proxies: unknown."""
-    if cls.summary.name == "builtins" and cls.qualname in {"type", "super"}:
-        return UNKNOWN
-    return InstanceValue(cls)
-
-
-def _duck_typed(cls: ClassInfo) -> bool:
-    """Protocols and abstract collections: a value annotated so may well have more attributes."""
-    if cls.summary.name in _ABSTRACT_MODULES:
-        return True
-    for base in cls.node.bases:
-        target = base.value if isinstance(base, ast.Subscript) else base
-        if _last_name(target) == "Protocol":
-            return True
-    return False
-
-
-def _is_none(expr: ast.expr) -> bool:
-    return isinstance(expr, ast.Constant) and expr.value is None
 
 
 def default_resolver(workspace_root: Path | None) -> ModuleResolver:

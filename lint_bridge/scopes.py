@@ -24,6 +24,7 @@ from lint_bridge.module_scan import (
     ModuleSummary,
     ValueBinding,
     absolute_module,
+    is_chain,
     pattern_names,
 )
 from lint_bridge.values import ClassInfo
@@ -113,6 +114,16 @@ def _catches_import_error(handler: ast.expr | None) -> bool:
     )
 
 
+def dotted_name(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of plain attribute lookups on a name; None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        owner = dotted_name(node.value)
+        return None if owner is None else f"{owner}.{node.attr}"
+    return None
+
+
 def _is_version_test(test: ast.expr) -> bool:
     for node in ast.walk(test):
         if isinstance(node, ast.Attribute) and node.attr in {"version_info", "platform"}:
@@ -128,12 +139,6 @@ def _suppresses_import_error(expr: ast.expr) -> bool:
     func = expr.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
     return name == "suppress" and any(_catches_import_error(arg) for arg in expr.args)
-
-
-def _chain(expr: ast.expr) -> bool:
-    while isinstance(expr, ast.Attribute | ast.Call | ast.Subscript):
-        expr = expr.func if isinstance(expr, ast.Call) else expr.value
-    return isinstance(expr, ast.Name)
 
 
 class ScopeBuilder(ast.NodeVisitor):
@@ -299,7 +304,7 @@ class ScopeBuilder(ast.NodeVisitor):
         self.visit(node.value)
         for target in node.targets:
             if isinstance(target, ast.Name):
-                self._bind(target.id, ValueBinding(node.value) if _chain(node.value) else OTHER)
+                self._bind(target.id, ValueBinding(node.value) if is_chain(node.value) else OTHER)
             else:
                 self.visit(target)
 
@@ -313,7 +318,7 @@ class ScopeBuilder(ast.NodeVisitor):
         label = bare.attr if isinstance(bare, ast.Attribute) else getattr(bare, "id", None)
         if label in _BARE_ANNOTATIONS:
             value = node.value
-            self._bind(target.id, ValueBinding(value) if value and _chain(value) else OTHER)
+            self._bind(target.id, ValueBinding(value) if value and is_chain(value) else OTHER)
         else:
             self._bind(target.id, AnnotatedBinding(node.annotation))
 
@@ -326,7 +331,7 @@ class ScopeBuilder(ast.NodeVisitor):
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.visit(node.value)
-        binding = ValueBinding(node.value) if _chain(node.value) else OTHER
+        binding = ValueBinding(node.value) if is_chain(node.value) else OTHER
         scope = self.scope
         while scope.kind == "comprehension" and scope.parent is not None:
             scope.bind(node.target.id, OTHER)
@@ -413,14 +418,15 @@ class ScopeBuilder(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         if isinstance(func, ast.Name) and func.id in _NARROWING and node.args:
-            subject = node.args[0]
-            if isinstance(subject, ast.Name):
-                self.narrowed.add(subject.id)
+            subject = dotted_name(node.args[0])
+            if subject is not None:
+                self.narrowed.add(subject)
         self.generic_visit(node)
 
     def visit_Match(self, node: ast.Match) -> None:
-        if isinstance(node.subject, ast.Name):
-            self.narrowed.add(node.subject.id)
+        subject = dotted_name(node.subject)
+        if subject is not None:
+            self.narrowed.add(subject)
         self.generic_visit(node)
 
     # References --------------------------------------------------------------------------
@@ -434,7 +440,9 @@ class ScopeBuilder(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if isinstance(node.ctx, ast.Store):
-            self.stored_attributes.add(node.attr)
+            owner = node.value
+            if not (isinstance(owner, ast.Name) and owner.id in {"self", "cls"}):
+                self.stored_attributes.add(node.attr)
         elif self.in_edit(node, "attribute"):
             self.references.append(Reference("attribute", node, self.scope))
         self.visit(node.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -91,5 +91,6 @@ class ClassFacts:
     dynamic_subclassing: bool
     defines_call: bool
     stubbed: frozenset[ClassInfo] = frozenset()
+    declared: dict[str, tuple[ClassInfo, ast.expr | None]] = field(default_factory=dict)
     ancestors: frozenset[ClassInfo] = frozenset()
     deps: tuple[tuple[str, int, int], ...] = ()

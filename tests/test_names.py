@@ -459,3 +459,18 @@ def test_edit_inside_a_large_class_sees_the_whole_class(resolver: ModuleResolver
     ]
     new_method = "    def extra(self) -> int:\n        return self.value_1 + self.nope\n\n"
     assert symbols(buffer, "<BIG>", new_method, resolver) == ["self.nope"]
+
+
+def test_missing_package_the_buffer_already_uses_is_not_flagged(resolver: ModuleResolver) -> None:
+    buffer = SERVICE.replace("import click\n", "import click\nimport trio_not_here\n")
+    text = method("from trio_not_here.lowlevel import current_task", "import other_not_here")
+    assert symbols(buffer, "<CURSOR>", text, resolver) == ["other_not_here"]
+
+
+def test_module_level_instances(resolver: ModuleResolver) -> None:
+    buffer = SERVICE.replace(
+        "# <MODULE>\n",
+        "CART = Cart()\n\n\ndef setup() -> None:\n    CART.extra = 1\n\n\n# <MODULE>\n",
+    )
+    text = "print(CART.items, CART.extra)\nCART.missing_thing()\n"
+    assert symbols(buffer, "<MODULE>", text, resolver) == ["CART.missing_thing"]

@@ -85,6 +85,19 @@ REPO = {
                 label = "cart"
 
 
+        class Token(str):
+            def __new__(cls, value, kind):
+                self = super().__new__(cls, value)
+                self.kind = kind
+                return self
+
+            @classmethod
+            def blank(cls):
+                token = cls("", "blank")
+                token.origin = "factory"
+                return token
+
+
         class Dynamic:
             def __getattr__(self, name):
                 return name
@@ -299,6 +312,8 @@ def test_class_attributes(resolver: ModuleResolver) -> None:
     assert {"items", "last", "count", "registry"} <= cart.names  # self./cls. assignments
     assert {"log", "record"} <= cart.names  # inherited from shop.base
     assert "__class__" in cart and "no_such_method" not in cart
+    token = resolver.class_attributes("shop.cart", "Token")
+    assert token is not None and {"kind", "origin", "upper"} <= token.names  # set in __new__
     meta = resolver.class_attributes("shop.cart", "Cart.Meta")
     assert meta is not None and "label" in meta
     exported = resolver.class_attributes("shop", "Cart")  # re-exported by the package
@@ -396,3 +411,14 @@ def test_undocumented_stdlib_names_are_found_in_the_source(resolver: ModuleResol
     assert resolver.member(summary, "no_such_helper") is MISSING
     typing = resolver.summary("typing")
     assert typing is not None and resolver.member(typing, "_GenericAlias") is not MISSING
+
+
+def test_preload_reads_a_buffers_imports_ahead(tmp_path: Path) -> None:
+    write(tmp_path, {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n", "solo.py": "Y = 2\n"})
+    resolver = ModuleResolver([tmp_path], typeshed_stdlib=find_typeshed_stdlib())
+    source = "import solo\nfrom pkg import mod\nfrom . import local\nimport nosuch\n"
+    assert resolver.preload(source) == 4  # builtins, solo, pkg, pkg.mod
+    assert resolver.preload(source) == 0
+    count = resolver.parse_count
+    assert resolver.module_attributes("pkg.mod") is not None
+    assert resolver.parse_count == count
