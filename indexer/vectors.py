@@ -32,6 +32,7 @@ import faiss
 import numpy as np
 
 from indexer.records import IndexUnavailableError
+from indexer.store import fsync_directory
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class VectorIndex:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
     @classmethod
     def load(
@@ -309,12 +310,3 @@ def _read(path: Path) -> tuple[faiss.IndexIDMap2, np.ndarray]:
     if not isinstance(faiss.downcast_index(index.index), faiss.IndexFlatIP | faiss.IndexHNSWFlat):
         raise ValueError("unexpected inner index type")
     return index, tombstones
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
