@@ -10,6 +10,7 @@ string, say), the whole buffer is parsed instead.
 from __future__ import annotations
 
 import ast
+import bisect
 import logging
 import re
 from collections.abc import Callable
@@ -242,3 +243,34 @@ def parse_whole(text: str, first: int, last: int) -> ParsedEdit | None:
         if low <= last and high >= first:
             region.append(statement)
     return ParsedEdit(region, body=recovered.tree.body, dropped=recovered.dropped)
+
+
+class Positions:
+    """Offsets in the buffer <-> ast's 1-based lines and UTF-8 byte columns."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lines = split_lines(text)
+        self.starts = [0]
+        for line in self.lines:
+            self.starts.append(self.starts[-1] + len(line))
+
+    def line_of(self, offset: int) -> int:
+        """The 0-based line holding an offset."""
+        return max(bisect.bisect_right(self.starts, offset) - 1, 0)
+
+    def offset(self, lineno: int, byte_column: int) -> int:
+        """The buffer offset of an ast position (1-based line, UTF-8 byte column)."""
+        index = lineno - 1
+        if not 0 <= index < len(self.lines):
+            return self.starts[-1]
+        line = self.lines[index]
+        if line.isascii():
+            column = byte_column
+        else:
+            column = len(line.encode("utf-8")[:byte_column].decode("utf-8", errors="ignore"))
+        return self.starts[index] + column
+
+    def column(self, lineno: int, byte_column: int) -> int:
+        """The character column of an ast position."""
+        return self.offset(lineno, byte_column) - self.starts[min(lineno - 1, len(self.lines))]

@@ -9,14 +9,13 @@ unknown type are never flagged.
 from __future__ import annotations
 
 import ast
-import bisect
 import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from lint_bridge.api import Reason, Splice
-from lint_bridge.buffer_parse import ParsedEdit, parse_edit, parse_shell, parse_whole, split_lines
+from lint_bridge.buffer_parse import ParsedEdit, Positions, parse_edit, parse_shell, parse_whole
 from lint_bridge.class_scan import ClassSummary, body_names, extend_class, scan_class
 from lint_bridge.module_scan import (
     AnnotatedBinding,
@@ -70,7 +69,7 @@ def unknown_symbols(
     """
     if not splice.text.strip():
         return []
-    positions = _Positions(after)
+    positions = Positions(after)
     first = positions.line_of(splice.start)
     last = positions.line_of(max(splice.start, splice.new_end - 1))
     name, is_package = _identity(path, module, resolver)
@@ -170,34 +169,6 @@ def _buffer_summary(
     return summary, ClassInfo(summary, combined, shell.name)
 
 
-class _Positions:
-    """Offsets in the buffer <-> ast's 1-based lines and UTF-8 byte columns."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.lines = split_lines(text)
-        self.starts = [0]
-        for line in self.lines:
-            self.starts.append(self.starts[-1] + len(line))
-
-    def line_of(self, offset: int) -> int:
-        return max(bisect.bisect_right(self.starts, offset) - 1, 0)
-
-    def offset(self, lineno: int, byte_column: int) -> int:
-        index = lineno - 1
-        if not 0 <= index < len(self.lines):
-            return self.starts[-1]
-        line = self.lines[index]
-        if line.isascii():
-            column = byte_column
-        else:
-            column = len(line.encode("utf-8")[:byte_column].decode("utf-8", errors="ignore"))
-        return self.starts[index] + column
-
-    def column(self, lineno: int, byte_column: int) -> int:
-        return self.offset(lineno, byte_column) - self.starts[min(lineno - 1, len(self.lines))]
-
-
 class _ScopeNamespace:
     def __init__(self, checker: _Checker, scope: Scope) -> None:
         self.checker = checker
@@ -236,7 +207,7 @@ class _Checker:
         self,
         resolver: ModuleResolver,
         summary: ModuleSummary,
-        positions: _Positions,
+        positions: Positions,
         splice: Splice,
         known_symbols: KnownSymbols | None,
         module: str,

@@ -474,3 +474,51 @@ def test_module_level_instances(resolver: ModuleResolver) -> None:
     )
     text = "print(CART.items, CART.extra)\nCART.missing_thing()\n"
     assert symbols(buffer, "<MODULE>", text, resolver) == ["CART.missing_thing"]
+
+
+TYPED_FIELDS = """\
+from dataclasses import dataclass
+from typing import Protocol
+
+from shop.cart import Cart
+
+
+class Backend(Protocol):
+    def complete(self, prompt: str) -> str: ...
+
+
+@dataclass
+class Request:
+    cart: Cart | None
+    label: str = ""
+
+
+class Service:
+    def __init__(self, backend: Backend, request: Request) -> None:
+        self.backend = backend
+        self.request = request
+        self.count: int = 0
+
+    @property
+    def current(self) -> Cart:
+        return Cart()
+
+    def run(self) -> None:
+        # <RUN>
+        pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (method("self.backend.generate('x')"), ["self.backend.generate"]),
+        (method("self.request.cart.no_such_method()"), ["self.request.cart.no_such_method"]),
+        (method("self.current.no_such_method()"), ["self.current.no_such_method"]),
+        (method("self.backend.complete('x')", "self.request.cart.add(1)"), []),
+        (method("self.current.items.append(1)", "self.request.label.upper()"), []),
+        (method("if isinstance(self.request.cart, object):", "    self.request.cart.x"), []),
+    ],
+)
+def test_declared_attribute_types(resolver: ModuleResolver, text: str, expected: list) -> None:
+    assert symbols(TYPED_FIELDS, "<RUN>", text, resolver) == expected
