@@ -11,6 +11,7 @@ embedded twice); queries fuse lexical and vector ranks as soon as vectors exist.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -118,6 +119,19 @@ def index_dir_for(repo_root: Path, base: Path | None = None) -> Path:
     return (base or default_index_root()) / f"{repo_root.resolve().name}-{key}"
 
 
+EXISTING = "existing"
+"""``IndexSettings.embedder`` value: whatever embedder the index was built with."""
+
+
+def _built_with(directory: Path) -> tuple[str, int] | None:
+    """(embedding model, dimension) named by an index's meta.json, if it has one."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        return str(meta["embedding_model"]), int(meta["embedding_dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -138,6 +152,7 @@ class RepositoryIndex:
         self.settings = settings or IndexSettings()
         self.directory = index_dir_for(self.root, self.settings.location)
         self._embedder = embedder
+        self._embedder_kind = self.settings.embedder
         self._embedder_lock = threading.Lock()
         self._lock = threading.RLock()
         embedder_name, dim = self._embedder_identity()
@@ -164,8 +179,19 @@ class RepositoryIndex:
         """Name and dimension of the embedder without loading its weights."""
         if self._embedder is not None:
             return self._embedder.name, self._embedder.dim
-        from indexer.embed import embedder_identity
+        from indexer.embed import KINDS, embedder_identity
 
+        if self.settings.embedder == EXISTING:
+            # A reader (completion, check, search) takes the index as it was built:
+            # opening it with another embedder would rebuild, that is wipe, it.
+            built = _built_with(self.directory)
+            for kind in KINDS:
+                if built is not None and embedder_identity(kind) == built:
+                    self._embedder_kind = kind
+                    return built
+            self._embedder_kind = "default"
+            return built or embedder_identity("default")
+        self._embedder_kind = self.settings.embedder
         return embedder_identity(self.settings.embedder)
 
     @property
@@ -173,9 +199,7 @@ class RepositoryIndex:
         """The embedder, loaded on first use (this imports torch or ONNX Runtime)."""
         with self._embedder_lock:
             if self._embedder is None:
-                embedder = create_embedder(
-                    self.settings.embedder, threads=self.settings.embed_threads
-                )
+                embedder = create_embedder(self._embedder_kind, threads=self.settings.embed_threads)
                 if embedder.name != self.store.embedding_model:
                     # A fallback (ONNX unavailable, say) gives other vectors: never mix them.
                     raise IndexerError(

@@ -16,8 +16,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from indexer.retrieval import Retriever
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -53,6 +57,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     from lsp.pipeline import CompletionPipeline, Cursor, PipelineSettings
     from lsp.source import offset_at, read_source
     from model.factory import BackendSettings, create_backend
+    from model.prompt import Snippet
 
     path = Path(args.file)
     text = read_source(path)
@@ -60,11 +65,20 @@ def cmd_complete(args: argparse.Namespace) -> int:
     settings = _backend_settings(args)
     assert isinstance(settings, BackendSettings)
     root = workspace_root_of(path)
+    rel_path = path.resolve().relative_to(root).as_posix()
+    retriever = _retriever(root, args)
+    snippets = []
+    if retriever is not None:
+        # Lexical and symbol context only: loading the embedder would cost more than it adds
+        # to a one-shot command.
+        for found in retriever.context_for(rel_path, text, offset, semantic=False):
+            snippets.append(Snippet(found.path, found.text, found.start_line, found.reason))
     verifier = None
     if not args.no_verify:
         from lint_bridge.verify import Verifier
 
-        verifier = Verifier(workspace_root=root, known_symbols=_known_symbols(root, args))
+        known = (lambda d: retriever.lookup(d).found) if retriever is not None else None
+        verifier = Verifier(workspace_root=root, known_symbols=known)
     backend = create_backend(settings)
     try:
         pipeline = CompletionPipeline(
@@ -79,13 +93,13 @@ def cmd_complete(args: argparse.Namespace) -> int:
             verifier=verifier,
         )
         cursor = Cursor(
-            path=path.resolve().relative_to(root).as_posix(),
+            path=rel_path,
             language=language_for(path),
             text=text,
             offset=offset,
             abs_path=path.resolve(),
         )
-        result = pipeline.complete(cursor)
+        result = pipeline.complete(cursor, snippets)
     finally:
         backend.close()
     if args.json:
@@ -205,16 +219,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _known_symbols(root: Path, args: argparse.Namespace) -> Callable[[str], bool | None] | None:
-    """The repository's symbol table as a lookup, when the repository has been indexed."""
-    from indexer.index import IndexSettings, RepositoryIndex, index_dir_for
+def _retriever(root: Path, args: argparse.Namespace) -> Retriever | None:
+    """The repository's index, when ``apprentice index`` has built one (never built here)."""
+    from indexer.index import EXISTING, IndexSettings, RepositoryIndex, index_dir_for
+    from indexer.records import IndexerError
     from indexer.retrieval import Retriever
 
     location = Path(args.index_dir).expanduser() if args.index_dir else None
     if not (index_dir_for(root, location) / "index.sqlite").exists():
         return None
-    index = RepositoryIndex(root, IndexSettings(location=location))
-    retriever = Retriever(index)
+    try:
+        settings = IndexSettings(location=location, embedder=EXISTING)
+        return Retriever(RepositoryIndex(root, settings))
+    except IndexerError as error:
+        logger.warning("working without the repository index: %s", error)
+        return None
+
+
+def _known_symbols(root: Path, args: argparse.Namespace) -> Callable[[str], bool | None] | None:
+    """The repository's symbol table as a lookup, when the repository has been indexed."""
+    retriever = _retriever(root, args)
+    if retriever is None:
+        return None
     return lambda dotted: retriever.lookup(dotted).found
 
 
@@ -305,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true")
     search.add_argument("--lexical", action="store_true", help="lexical ranking only (no model)")
     search.add_argument("--index-dir", help="where indexes live (default: the user cache)")
-    search.add_argument("--embedder", default="default", help="must match the index's embedder")
+    search.add_argument(
+        "--embedder", default="existing", help="default: the one the index was built with"
+    )
     search.set_defaults(handler=cmd_search)
 
     check = commands.add_parser("check", help="verify one candidate insertion")

@@ -92,6 +92,7 @@ class CompletionResult:
             "verdict": self.verdict,
             "candidates": self.candidates,
             "rejected_reasons": list(self.rejected_reasons),
+            "context": list(self.snippets_used),
         }
 
 

@@ -133,3 +133,25 @@ def test_dead_remote_server() -> None:
         "complete", str(CONFIG), "--line", "0", "--col", "0", "--remote", f"http://127.0.0.1:{port}"
     )
     assert_one_line_error(result, f"127.0.0.1:{port}")
+
+
+@pytest.mark.model
+def test_complete_grounds_the_prompt_in_an_existing_index(tmp_path: Path, gemma_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(SAMPLE, repo)
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    checkout = repo / "shop" / "checkout.py"
+    checkout.write_text(
+        "from shop.cart import Cart\n\n\ndef checkout_total(cart: Cart) -> float:\n    return cart."
+    )
+    index_dir = str(tmp_path / "index")
+    built = apprentice("index", str(repo), "--index-dir", index_dir, "--embedder", "fake")
+    assert built.returncode == 0, built.stderr
+    result = apprentice(
+        "complete", str(checkout), "--line", "4", "--col", "16", "--json", "--index-dir", index_dir
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert "shop/cart.py" in data["context"]  # the definition of Cart reached the prompt
+    assert "rebuilt" not in result.stderr  # a reader never rebuilds the index
+    assert data["verdict"] in {"accept", "repair", "reject"}
