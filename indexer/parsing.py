@@ -74,8 +74,18 @@ def _parser(language: str) -> Parser:
     return parser
 
 
-def parse_bytes(data: bytes, language: str, *, timeout_s: float, max_bytes: int) -> Tree:
-    """Parse UTF-8 source; raise ParseFallback when it is too big or takes longer than timeout_s."""
+def parse_bytes(
+    data: bytes,
+    language: str,
+    *,
+    timeout_s: float,
+    max_bytes: int,
+    old_tree: Tree | None = None,
+) -> Tree:
+    """Parse UTF-8 source; raise ParseFallback when it is too big or takes longer than timeout_s.
+
+    ``old_tree``, already ``edit()``-ed to match ``data``, makes the parse incremental.
+    """
     if len(data) > max_bytes:
         raise ParseFallback("size")
     parser = _parser(language)
@@ -89,7 +99,9 @@ def parse_bytes(data: bytes, language: str, *, timeout_s: float, max_bytes: int)
         return time.monotonic() > deadline
 
     try:
-        return parser.parse(read, progress_callback=past_deadline)
+        if old_tree is None:
+            return parser.parse(read, progress_callback=past_deadline)
+        return parser.parse(read, old_tree=old_tree, progress_callback=past_deadline)
     except ValueError:
         # A halted parse is resumed by the next call unless the parser is reset.
         parser.reset()

@@ -5,25 +5,22 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 
-from tree_sitter import Node, Parser, Point, Tree
+from tree_sitter import Node, Point, Tree
 
-from indexer.parsing import grammar, has_grammar
+from indexer.parsing import ParseFallback, has_grammar, parse_bytes
 from lint_bridge.api import LintBridgeError, Reason, Splice
 
 logger = logging.getLogger(__name__)
 
 _PARSE_TIMEOUT_S = 1.0
 _MAX_BYTES = 8 << 20
-_READ_SLICE = 1 << 16
 _MAX_REASONS = 10
 _SNIPPET = 30
 
-_local = threading.local()
 # warnings.catch_warnings swaps process-wide filters; overlapping uses from two threads could
 # leave them swapped for good, so ours take turns.
 _WARNINGS_LOCK = threading.Lock()
@@ -85,31 +82,15 @@ def _analyse_before(language: str, before: str) -> _Before:
 
 
 def _parse(data: bytes, language: str, old_tree: Tree | None) -> Tree:
-    if len(data) > _MAX_BYTES:
-        raise LintBridgeError(f"syntax check skipped: {len(data)} bytes is over the parse limit")
-    parsers: dict[str, Parser] | None = getattr(_local, "parsers", None)
-    if parsers is None:
-        parsers = {}
-        _local.parsers = parsers
-    parser = parsers.get(language)
-    if parser is None:
-        parser = parsers[language] = Parser(grammar(language))
-    view = memoryview(data)
-    deadline = time.monotonic() + _PARSE_TIMEOUT_S
-
-    def read(offset: int, _point: object) -> memoryview:
-        return view[offset : offset + _READ_SLICE]
-
-    def past_deadline(_offset: int, _has_error: bool) -> bool:
-        return time.monotonic() > deadline
-
     try:
-        if old_tree is None:
-            return parser.parse(read, progress_callback=past_deadline)
-        return parser.parse(read, old_tree=old_tree, progress_callback=past_deadline)
-    except ValueError:
-        # A halted parse is resumed by the next call unless the parser is reset.
-        parser.reset()
+        return parse_bytes(
+            data, language, timeout_s=_PARSE_TIMEOUT_S, max_bytes=_MAX_BYTES, old_tree=old_tree
+        )
+    except ParseFallback as fallback:
+        if fallback.reason == "size":
+            raise LintBridgeError(
+                f"syntax check skipped: {len(data)} bytes is over the parse limit"
+            ) from None
         raise LintBridgeError(
             f"syntax check skipped: parsing {len(data)} bytes took over {_PARSE_TIMEOUT_S}s"
         ) from None
