@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from indexer.retrieval import Retriever
 
 Command = Callable[[argparse.Namespace], int]
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
@@ -54,10 +55,9 @@ def _backend_settings(args: argparse.Namespace) -> object:
 def cmd_complete(args: argparse.Namespace) -> int:
     """``apprentice complete FILE --line L --col C``: one suggestion through the pipeline."""
     from indexer.languages import language_for
-    from lsp.pipeline import CompletionPipeline, Cursor, PipelineSettings
+    from lsp.pipeline import CompletionPipeline, Cursor, PipelineSettings, index_context
     from lsp.source import offset_at, read_source
     from model.factory import BackendSettings, create_backend
-    from model.prompt import Snippet
 
     path = Path(args.file)
     text = read_source(path)
@@ -67,12 +67,6 @@ def cmd_complete(args: argparse.Namespace) -> int:
     root = workspace_root_of(path)
     rel_path = path.resolve().relative_to(root).as_posix()
     retriever = _retriever(root, args)
-    snippets = []
-    if retriever is not None:
-        # Lexical and symbol context only: loading the embedder would cost more than it adds
-        # to a one-shot command.
-        for found in retriever.context_for(rel_path, text, offset, semantic=False):
-            snippets.append(Snippet(found.path, found.text, found.start_line, found.reason))
     verifier = None
     if not args.no_verify:
         from lint_bridge.verify import Verifier
@@ -91,6 +85,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
                 candidates=args.candidates,
             ),
             verifier=verifier,
+            # Lexical and symbol context only: loading the embedder would cost more than it
+            # adds to a one-shot command.
+            context=index_context(retriever, semantic=False) if retriever is not None else None,
         )
         cursor = Cursor(
             path=rel_path,
@@ -99,7 +96,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
             offset=offset,
             abs_path=path.resolve(),
         )
-        result = pipeline.complete(cursor, snippets)
+        result = pipeline.complete(cursor)
     finally:
         backend.close()
     if args.json:
@@ -283,13 +280,36 @@ def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``apprentice serve``: the language server over stdio (or TCP)."""
+    from lsp.server import build_server
+
+    if args.log_file:
+        handler = logging.FileHandler(args.log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
+    if args.log_level is None:
+        logging.getLogger().setLevel(logging.INFO)  # the settings' logLevel takes over later
+    server = build_server()
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"--tcp wants HOST:PORT, got {args.tcp!r}")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(
         prog="apprentice", description="Local AI completions, verified before they are shown."
     )
     parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default WARNING (INFO for serve, whose logLevel setting then applies)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -356,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("path")
     verify.add_argument("--sha256", required=True, help="expected hex digest")
     verify.set_defaults(handler=cmd_model_verify)
+
+    serve = commands.add_parser("serve", help="the language server (LSP over stdio)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument("--log-file", help="also write the log here (it always goes to stderr)")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 
@@ -370,9 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=getattr(logging, args.log_level or "WARNING"), stream=sys.stderr, format=_LOG_FORMAT
     )
     handler: Command = args.handler
     try:

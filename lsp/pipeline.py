@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lint_bridge.api import Document, Splice
 from lint_bridge.verify import Verifier
 from model.api import Backend, CancelToken, CompletionRequest, ModelInfo, Usage
 from model.fim import FimTemplate, select_template
-from model.postprocess import clean_completion, plan_completion
-from model.prompt import PromptInput, Snippet, build_prompt
+from model.postprocess import CompletionPlan, clean_completion, plan_completion, single_line
+from model.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt
+
+if TYPE_CHECKING:
+    from indexer.retrieval import Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,9 @@ class PipelineSettings:
     temperature: float = 0.0
     candidates: int = 3
     sample_temperature: float = 0.6
+    # Generation stops after this long and what it has is cleaned and verified (None: no cap).
+    time_budget_s: float | None = None
+    multiline: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class CompletionResult:
     verdict: str = "none"
     candidates: int = 0
     rejected_reasons: tuple[str, ...] = ()
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         """The ``--json`` shape of ``apprentice complete``."""
@@ -93,6 +104,7 @@ class CompletionResult:
             "candidates": self.candidates,
             "rejected_reasons": list(self.rejected_reasons),
             "context": list(self.snippets_used),
+            "stages_ms": {name: round(ms, 1) for name, ms in self.stages_ms.items()},
         }
 
 
@@ -135,8 +147,71 @@ class _Attempts:
         return None
 
 
+ContextSource = Callable[["Cursor"], Sequence[Snippet]]
+# A generation cut by the time budget may end inside a word: that word is dropped.
+_PARTIAL_WORD = re.compile(r"[A-Za-z0-9_]+$")
+
+
+def _without_partial_word(text: str) -> str:
+    return _PARTIAL_WORD.sub("", text)
+
+
+class _Stages:
+    """Milliseconds spent per stage of one completion (summed over candidates), for the log."""
+
+    def __init__(self, started: float) -> None:
+        self._last = started
+        self.spent: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.monotonic()
+        self.spent[stage] = self.spent.get(stage, 0.0) + (now - self._last) * 1000
+        self._last = now
+
+
+class _TokenCounts:
+    """The backend's token counts, remembered: snippets and headers recur on every keystroke.
+
+    Each count is a round trip to the model worker, so a prompt of ten pieces would
+    otherwise cost ten of them before generation starts.
+    """
+
+    def __init__(self, count: Callable[[str], int], size: int = 512) -> None:
+        self._count = count
+        self._size = size
+        self._known: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> int:
+        with self._lock:
+            known = self._known.get(text)
+            if known is not None:
+                self._known.move_to_end(text)
+                return known
+        tokens = self._count(text)
+        with self._lock:
+            self._known[text] = tokens
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return tokens
+
+
+def index_context(retriever: Retriever, *, semantic: bool = True) -> ContextSource:
+    """Repository context from the index: definitions near the cursor, then similar chunks."""
+
+    def snippets(cursor: Cursor) -> list[Snippet]:
+        found = retriever.context_for(cursor.path, cursor.text, cursor.offset, semantic=semantic)
+        return [Snippet(f.path, f.text, f.start_line, f.reason) for f in found]
+
+    return snippets
+
+
 class CompletionPipeline:
-    """Turns a cursor into one cleaned suggestion through a Backend."""
+    """Turns a cursor into one cleaned, verified suggestion through a Backend.
+
+    ``context`` (optional) gives the repository snippets for a cursor: retrieval from
+    the index; without it, or when it fails, prompts carry the file alone.
+    """
 
     def __init__(
         self,
@@ -144,11 +219,14 @@ class CompletionPipeline:
         settings: PipelineSettings | None = None,
         *,
         verifier: Verifier | None = None,
+        context: ContextSource | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings or PipelineSettings()
         self.verifier = verifier
+        self.context = context
         self._template: tuple[ModelInfo, FimTemplate | None] | None = None
+        self._count_tokens = _TokenCounts(backend.count_tokens)
 
     def template(self) -> FimTemplate | None:
         """The FIM template for the backend's model (None: prefix-only), chosen once."""
@@ -157,19 +235,29 @@ class CompletionPipeline:
             self._template = (info, select_template(info, self.settings.fim_template))
         return self._template[1]
 
-    def complete(
-        self,
-        cursor: Cursor,
-        snippets: Sequence[Snippet] = (),
-        cancel: CancelToken | None = None,
-    ) -> CompletionResult:
-        """Generate, clean and return one suggestion at the cursor."""
-        started = time.monotonic()
-        request_id = next(_request_ids)
-        settings = self.settings
-        template = self.template()
+    def _snippets(self, cursor: Cursor) -> Sequence[Snippet]:
+        if self.context is None:
+            return ()
+        try:
+            return self.context(cursor)
+        except Exception:  # retrieval must never cost the suggestion
+            logger.exception("repository context failed for %s; completing without it", cursor.path)
+            return ()
+
+    def plan(self, cursor: Cursor) -> CompletionPlan:
+        """How far the suggestion at this cursor may reach."""
         plan = plan_completion(cursor.prefix, cursor.suffix, cursor.language)
-        built = build_prompt(
+        if not (plan.multiline and self.settings.multiline):
+            # Several lines only for the body of a block just opened; elsewhere the rest of
+            # the line, which is what a user typing along can judge at a glance.
+            plan = single_line(plan)
+        return plan
+
+    def prompt(
+        self, cursor: Cursor, snippets: Sequence[Snippet], template: FimTemplate | None
+    ) -> BuiltPrompt:
+        """The token-budgeted prompt for this cursor: repository context first, then the file."""
+        return build_prompt(
             PromptInput(
                 path=cursor.path,
                 language=cursor.language,
@@ -179,11 +267,51 @@ class CompletionPipeline:
                 repo_name=cursor.repo_name,
             ),
             template,
-            self.backend.count_tokens,
-            settings.context_budget,
+            self._count_tokens,
+            self.settings.context_budget,
         )
+
+    def warm(self, cursor: Cursor) -> Usage | None:
+        """Evaluate this cursor's prompt into the backend's cache now (llama.cpp only).
+
+        The next completion in the same file then evaluates only the tokens that differ.
+        """
+        warm = getattr(self.backend, "warm", None)
+        if warm is None:
+            return None
+        built = self.prompt(cursor, self._snippets(cursor), self.template())
+        usage = warm(built.prompt)
+        assert isinstance(usage, Usage)
+        return usage
+
+    def complete(
+        self,
+        cursor: Cursor,
+        snippets: Sequence[Snippet] | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        budget: bool = True,
+    ) -> CompletionResult:
+        """Generate, clean, verify and return one suggestion at the cursor.
+
+        ``snippets`` None asks the pipeline's context source for them. ``budget`` False
+        (the user asked explicitly) waits for the whole suggestion, up to the timeout.
+        """
+        started = time.monotonic()
+        request_id = next(_request_ids)
+        settings = self.settings
+        stages = _Stages(started)
+        template = self.template()
+        if snippets is None:
+            snippets = self._snippets(cursor)
+        stages.mark("context")
+        plan = self.plan(cursor)
+        built = self.prompt(cursor, snippets, template)
+        stages.mark("prompt")
         max_tokens = settings.max_tokens_multiline if plan.multiline else settings.max_tokens
         deadline = started + settings.timeout_s
+        if budget and settings.time_budget_s is not None:
+            deadline = min(deadline, started + settings.time_budget_s)
         outcome = _Attempts()
         for attempt in range(max(1, settings.candidates)):
             if cancel is not None and cancel.cancelled:
@@ -205,9 +333,12 @@ class CompletionPipeline:
             )
             stream = self.backend.complete(request)
             raw = stream.text()
+            stages.mark("generate")
             outcome.add_usage(stream.usage, raw)
             if stream.usage.finish_reason == "cancelled":
                 break
+            if stream.usage.finish_reason == "deadline":
+                raw = _without_partial_word(raw)
             candidate = clean_completion(raw, cursor.prefix, cursor.suffix, plan)
             if candidate is None:
                 continue
@@ -222,6 +353,7 @@ class CompletionPipeline:
                 ),
                 Splice(cursor.offset, cursor.offset, candidate),
             )
+            stages.mark("verify")
             outcome.reasons.extend(reason.label for reason in verdict.reasons)
             if verdict.verdict == "accept":
                 outcome.accept(candidate, "accept", verdict.unchecked)
@@ -247,8 +379,9 @@ class CompletionPipeline:
             candidates=outcome.count,
             rejected_reasons=tuple(outcome.reasons),
         )
+        result.stages_ms = stages.spent
         logger.info(
-            "completion #%d %s: %d prompt tokens (%d evaluated), %d generated, %.0f ms, %s; "
+            "completion #%d %s: %d prompt tokens (%d evaluated), %d generated, %.0f ms (%s), %s; "
             "context: %s",
             request_id,
             built.mode,
@@ -256,6 +389,7 @@ class CompletionPipeline:
             result.prompt_tokens_evaluated,
             result.completion_tokens,
             result.latency_ms,
+            ", ".join(f"{name} {ms:.0f}" for name, ms in stages.spent.items()),
             f"{outcome.verdict} after {outcome.count} candidate(s)" if text else "nothing usable",
             ", ".join(built.snippets_used) or "none",
         )

@@ -7,7 +7,7 @@ import logging
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from model.fim import all_markers
 from model.prompt import comment_syntax
@@ -75,6 +75,13 @@ def plan_completion(
         return CompletionPlan(True, stop, indent, _leading(opener), line_suffix, max_lines, lang)
     stop = ("\n\n\n", *(python_stops if indent else ()))
     return CompletionPlan(False, stop, indent, None, line_suffix, max_lines, lang)
+
+
+def single_line(plan: CompletionPlan) -> CompletionPlan:
+    """The same plan limited to the rest of the cursor line."""
+    if plan.max_lines == 1 and not plan.multiline:
+        return plan
+    return replace(plan, multiline=False, stop=("\n",), block_indent=None, max_lines=1)
 
 
 def clean_completion(text: str, prefix: str, suffix: str, plan: CompletionPlan) -> str | None:

@@ -1,0 +1,122 @@
+"""The one place that turns Apprentice's plain data into ``lsprotocol`` types and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+
+from indexer.languages import language_for
+from lsp.pipeline import Cursor
+
+# Sorts after every other completion item: an AI guess never outranks the language server.
+AI_SORT_TEXT = "\uffff"
+AI_DETAIL = "Apprentice (AI, verified)"
+
+
+class PositionError(ValueError):
+    """A position outside the document."""
+
+
+def document_path(doc: TextDocument) -> Path | None:
+    """The file system path of a document, or None for an unsaved/virtual one."""
+    path = to_fs_path(doc.uri)
+    return Path(path) if path else None
+
+
+def document_language(doc: TextDocument) -> str:
+    """The language id: the client's when it sent one, else from the file name."""
+    if doc.language_id:
+        return doc.language_id.lower()
+    return language_for(doc.uri)
+
+
+def offset_of(doc: TextDocument, position: types.Position) -> int:
+    """The code point offset of a client position, in the negotiated encoding."""
+    lines = doc.lines
+    if position.line < 0 or position.character < 0 or position.line > len(lines):
+        raise PositionError(f"line {position.line} is outside the document")
+    if position.line == len(lines) and position.character > 0:
+        raise PositionError(f"line {position.line} is outside the document")
+    return doc.offset_at_position(position)
+
+
+def cursor_at(doc: TextDocument, position: types.Position, root: Path | None) -> Cursor:
+    """The plain-data cursor the pipeline takes."""
+    path = document_path(doc)
+    rel = doc.uri
+    if path is not None:
+        rel = path.name
+        if root is not None:
+            try:
+                rel = path.resolve().relative_to(root).as_posix()
+            except ValueError:
+                rel = path.as_posix()
+    return Cursor(
+        path=rel,
+        language=document_language(doc),
+        text=doc.source,
+        offset=offset_of(doc, position),
+        repo_name=root.name if root is not None else "",
+        abs_path=path,
+    )
+
+
+def inline_items(text: str, position: types.Position) -> types.InlineCompletionList:
+    """One inline suggestion inserted at the cursor (an empty range on the cursor line)."""
+    item = types.InlineCompletionItem(
+        insert_text=text,
+        range=types.Range(start=position, end=position),
+    )
+    return types.InlineCompletionList(items=[item])
+
+
+def completion_items(
+    text: str, position: types.Position, label_prefix: str
+) -> types.CompletionList:
+    """The suggestion as one completion item for clients without inline completion.
+
+    The label is what the user typed on the line plus the suggestion's first line, so
+    clients that filter by the word at the cursor keep the item; the edit inserts at the
+    cursor only.
+    """
+    first_line = text.split("\n", 1)[0]
+    label = (label_prefix + first_line).strip() or text.strip()
+    item = types.CompletionItem(
+        label=label,
+        kind=types.CompletionItemKind.Snippet,
+        detail=AI_DETAIL,
+        documentation=types.MarkupContent(
+            kind=types.MarkupKind.Markdown, value=f"```\n{text}\n```"
+        ),
+        sort_text=AI_SORT_TEXT,
+        filter_text=label_prefix + first_line,
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=types.Range(start=position, end=position), new_text=text),
+        label_details=types.CompletionItemLabelDetails(description="AI"),
+    )
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def word_before(doc: TextDocument, offset: int) -> str:
+    """The identifier characters just before ``offset`` (what clients filter items by)."""
+    text = doc.source
+    start = offset
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        start -= 1
+    return text[start:offset]
+
+
+def range_of(doc: TextDocument, start: int, end: int) -> types.Range:
+    """A client range for code point offsets."""
+    return types.Range(
+        start=doc.client_position_at_offset(start), end=doc.client_position_at_offset(end)
+    )
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    """A JSON-able dict from an LSP ``data`` field (anything else becomes empty)."""
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,265 @@
+"""The model side of the server: backend, verifier and pipeline, loaded off the event loop.
+
+One worker thread runs everything that touches the model (loading, warming, completions,
+fixes) in order, so a ``Llama`` is never used from two threads and a cancelled request
+frees the model for the next one as soon as generation stops between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from lint_bridge.api import CheckSettings
+from lint_bridge.names import KnownSymbols
+from lint_bridge.verify import Verifier
+from lsp.pipeline import (
+    CompletionPipeline,
+    CompletionResult,
+    ContextSource,
+    Cursor,
+    PipelineSettings,
+)
+from lsp.settings import ServerSettings
+from model.api import Backend, CancelToken, ModelError, ModelInfo
+from model.factory import BackendSettings, create_backend
+from model.prompt import Snippet
+
+logger = logging.getLogger(__name__)
+
+ModelState = Literal["idle", "loading", "ready", "error"]
+BackendFactory = Callable[[BackendSettings], Backend]
+Report = Callable[[str, str], None]  # (key, message): shown to the user once per key
+T = TypeVar("T")
+
+
+def backend_settings(settings: ServerSettings) -> BackendSettings:
+    """The model section of the server settings, as the model package's own settings."""
+    model = settings.model
+    return BackendSettings(
+        model_path=model.path,
+        lora_path=model.lora,
+        remote_url=model.remote_url,
+        remote_model=model.remote_model,
+        n_ctx=model.context_length,
+        n_threads=model.threads,
+        n_gpu_layers=model.gpu_layers,
+    )
+
+
+def pipeline_settings(settings: ServerSettings) -> PipelineSettings:
+    """The completion section of the server settings, as the pipeline's own settings."""
+    completion = settings.completion
+    return PipelineSettings(
+        max_tokens=completion.max_tokens,
+        max_tokens_multiline=completion.max_tokens_multiline,
+        context_budget=completion.context_budget,
+        fim_template=completion.fim_template,
+        candidates=completion.candidates,
+        time_budget_s=completion.time_budget_ms / 1000 if completion.time_budget_ms else None,
+        multiline=completion.multiline,
+    )
+
+
+def fix_for(error: ModelError, settings: ServerSettings) -> str:
+    """What the user should do about a model error, in one sentence."""
+    if settings.model.remote_url:
+        return (
+            f"Check that the server at {settings.model.remote_url} is running, or clear "
+            "apprentice.model.remoteUrl to use the local model."
+        )
+    if settings.model.path:
+        return (
+            "Fix apprentice.model.path (a GGUF file), or clear it to use the embedded model; "
+            "`apprentice model verify PATH` checks a file."
+        )
+    return "Reinstall Apprentice (`make setup`) to restore the embedded model."
+
+
+@dataclass
+class ModelStatus:
+    """What ``apprentice.status`` reports about the model."""
+
+    state: ModelState = "idle"
+    name: str = ""
+    architecture: str = ""
+    error: str | None = None
+    load_seconds: float | None = None
+
+
+class Engine:
+    """Owns the backend and the pipeline; everything that uses the model runs on one thread."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        root: Path | None,
+        report: Report,
+        factory: BackendFactory = create_backend,
+    ) -> None:
+        self.settings = settings
+        self.root = root
+        self.report = report
+        self.factory = factory
+        self.status = ModelStatus()
+        self.backend: Backend | None = None
+        self.pipeline: CompletionPipeline | None = None
+        self.context: ContextSource | None = None
+        self.known_symbols: KnownSymbols | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-model")
+        self._generation = 0  # bumped by every reload, so a stale load never installs itself
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> asyncio.Future[None]:
+        """Load the model in the background (never on a keystroke)."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self.status = ModelStatus(state="loading")
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._load, generation)
+
+    def _load(self, generation: int) -> None:
+        started = time.monotonic()
+        settings = self.settings
+        try:
+            backend = self.factory(backend_settings(settings))
+            info: ModelInfo = backend.info()
+        except ModelError as error:
+            self._failed(error, settings)
+            return
+        except Exception as error:  # a broken backend must not take the server down
+            logger.exception("loading the model failed")
+            self._failed(ModelError(f"the model could not be loaded: {error}"), settings)
+            return
+        with self._lock:
+            if generation != self._generation:
+                backend.close()
+                return
+            if self.backend is not None:
+                self.backend.close()
+            self.backend = backend
+            self.pipeline = self._pipeline(backend)
+            self.status = ModelStatus(
+                state="ready",
+                name=info.name,
+                architecture=info.architecture,
+                load_seconds=time.monotonic() - started,
+            )
+        logger.info("model %s ready in %.2fs", info.name, time.monotonic() - started)
+
+    def _failed(self, error: ModelError, settings: ServerSettings) -> None:
+        message = f"Apprentice: no completions: {error}. {fix_for(error, settings)}"
+        logger.error("%s", message)
+        with self._lock:
+            self.status = ModelStatus(state="error", error=str(error))
+        self.report("model", message)
+
+    def _pipeline(self, backend: Backend) -> CompletionPipeline:
+        verify = self.settings.verify
+        verifier = None
+        if verify.syntax or verify.ruff or verify.symbols:
+            verifier = Verifier(
+                CheckSettings(syntax=verify.syntax, ruff=verify.ruff, symbols=verify.symbols),
+                workspace_root=self.root,
+                known_symbols=self._known_symbol,
+            )
+        return CompletionPipeline(
+            backend, pipeline_settings(self.settings), verifier=verifier, context=self._context
+        )
+
+    def _context(self, cursor: Cursor) -> list[Snippet]:
+        source = self.context
+        return list(source(cursor)) if source is not None else []
+
+    def _known_symbol(self, dotted: str) -> bool | None:
+        lookup = self.known_symbols
+        return lookup(dotted) if lookup is not None else None
+
+    def reconfigure(self, settings: ServerSettings) -> asyncio.Future[None] | None:
+        """Apply new settings; reload the model only when its own settings changed."""
+        old, self.settings = self.settings, settings
+        if old.model != settings.model or self.status.state == "error":
+            return self.start()
+        with self._lock:
+            if self.backend is not None:
+                self.pipeline = self._pipeline(self.backend)
+        return None
+
+    def close(self) -> None:
+        """Stop the model worker; pending work is abandoned."""
+        with self._lock:
+            self._generation += 1
+            backend, self.backend, self.pipeline = self.backend, None, None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if backend is not None:
+            backend.close()
+
+    # -- work --------------------------------------------------------------------------
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run model work on the model thread, in arrival order."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def complete(
+        self, cursor: Cursor, cancel: CancelToken, *, budget: bool = True
+    ) -> CompletionResult | None:
+        """One suggestion, or None while the model is loading or unusable.
+
+        ``budget`` False (an explicit request) lets generation run past the time budget.
+        """
+        pipeline = self.pipeline
+        if pipeline is None or self.status.state != "ready":
+            return None
+        return await self.run(lambda: self._complete(pipeline, cursor, cancel, budget))
+
+    def _complete(
+        self, pipeline: CompletionPipeline, cursor: Cursor, cancel: CancelToken, budget: bool
+    ) -> CompletionResult | None:
+        if cancel.cancelled:  # superseded while it waited for the model
+            return None
+        try:
+            return pipeline.complete(cursor, cancel=cancel, budget=budget)
+        except ModelError as error:
+            logger.error("completion failed: %s", error)
+            self.report("model", f"Apprentice: {error}. {fix_for(error, self.settings)}")
+            return None
+
+    async def warm(self, cursor: Cursor) -> None:
+        """Fill the model's prompt cache for a document just opened."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+
+        def work() -> None:
+            try:
+                usage = pipeline.warm(cursor)
+            except ModelError as error:
+                logger.warning("warming the prompt cache failed: %s", error)
+                return
+            if usage is not None:
+                logger.info(
+                    "warmed the prompt cache for %s: %d tokens (%d evaluated)",
+                    cursor.path,
+                    usage.prompt_tokens,
+                    usage.prompt_tokens_evaluated,
+                )
+
+        await self.run(work)
+
+    def describe_backend(self) -> str:
+        """The backend in words, for ``apprentice.status``."""
+        model = self.settings.model
+        if model.remote_url:
+            return f"remote {model.remote_url}"
+        threads = model.threads or "auto"
+        return f"llama.cpp ({model.path or 'embedded default model'}, threads {threads})"

@@ -1,0 +1,201 @@
+"""The workspace index behind the server: built in the background, updated on save.
+
+Completions never wait for it: until the lexical index is ready they run without
+repository context. Embedding (the slow part) runs after that, in small batches, and
+pauses while the user is getting completions so the two never fight for the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+from indexer.index import IndexReport, IndexSettings, RepositoryIndex
+from indexer.records import IndexerError
+from indexer.retrieval import Retriever
+from lsp.pipeline import Cursor, index_context
+from lsp.settings import IndexSettingsSchema
+from model.prompt import Snippet
+
+logger = logging.getLogger(__name__)
+
+IndexState = Literal["off", "waiting", "indexing", "embedding", "ready", "error"]
+Progress = Callable[[str, int, int], None]
+Report = Callable[[str, str], None]
+
+# Embedding waits until completions have been quiet this long.
+_QUIET_S = 1.0
+
+
+class IndexService:
+    """One workspace's index, its retriever, and the thread that keeps them up to date."""
+
+    def __init__(self, root: Path, settings: IndexSettingsSchema, *, report: Report) -> None:
+        self.root = root
+        self.settings = settings
+        self.report = report
+        self.state: IndexState = "off" if not settings.enabled else "waiting"
+        self.error: str | None = None
+        self.index: RepositoryIndex | None = None
+        self.retriever: Retriever | None = None
+        self.last_report: IndexReport | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-index")
+        self._stop = threading.Event()
+        self._pause = threading.Event()
+        self._last_activity = 0.0
+        self._sticky: dict[tuple[str, int], list[Snippet]] = {}
+        self._generation = 0
+
+    # -- building ----------------------------------------------------------------------
+
+    async def build(self, progress: Progress) -> None:
+        """Index the workspace (then embed it, when enabled); reports go to ``progress``."""
+        if not self.settings.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._build, progress)
+
+    def _build(self, progress: Progress) -> None:
+        self.state = "indexing"
+        started = time.monotonic()
+        try:
+            if self.index is None:
+                location = (
+                    Path(self.settings.location).expanduser() if self.settings.location else None
+                )
+                self.index = RepositoryIndex(self.root, IndexSettings(location=location))
+            report = self.index.update(progress=progress)
+        except (IndexerError, OSError) as error:
+            self._failed(error)
+            return
+        report.seconds = time.monotonic() - started
+        self.last_report = report
+        self.retriever = Retriever(self.index)
+        self._changed()
+        logger.info(
+            "indexed %s: %d files, %d chunks, %d symbols in %.2fs%s",
+            self.root,
+            report.files,
+            report.chunks,
+            report.symbols,
+            report.seconds,
+            f" (rebuilt: {report.rebuilt_reason})" if report.rebuilt_reason else "",
+        )
+        if self.settings.embeddings:
+            self.state = "embedding"
+            self._embed(progress)
+        self.state = "ready"
+
+    def _embed(self, progress: Progress) -> None:
+        index = self.index
+        assert index is not None
+        while not self._stop.is_set():
+            quiet_for = time.monotonic() - self._last_activity
+            if quiet_for < _QUIET_S:
+                self._stop.wait(_QUIET_S - quiet_for)
+                continue
+            self._pause.clear()
+            try:
+                done, _ = index.embed_pending(progress=progress, stop=self._pause)
+            except Exception as error:  # embeddings are an extra: lexical retrieval goes on
+                logger.warning("embedding the workspace failed; lexical context only: %s", error)
+                return
+            if not self._pause.is_set() and (done == 0 or index.store.count_missing_vectors() == 0):
+                self._changed()
+                return
+
+    def _failed(self, error: Exception) -> None:
+        self.state = "error"
+        self.error = str(error)
+        where = self.index.directory if self.index is not None else "the index directory"
+        message = (
+            f"Apprentice: the repository index is unusable ({error}); completions go on "
+            f"without repository context. Delete {where} or run `apprentice index` "
+            "in the workspace to rebuild it."
+        )
+        logger.error("%s", message)
+        self.report("index", message)
+
+    def user_active(self) -> None:
+        """A completion is running: background embedding yields the CPU for a while."""
+        self._last_activity = time.monotonic()
+        self._pause.set()
+
+    async def update_file(self, rel_path: str, text: str | None) -> None:
+        """Re-index one saved (or deleted) file."""
+        index = self.index
+        if index is None or self.state in ("off", "error"):
+            return
+
+        def work() -> None:
+            try:
+                index.update_file(rel_path, text)
+            except (IndexerError, OSError) as error:
+                logger.warning("re-indexing %s failed: %s", rel_path, error)
+                return
+            self._changed()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def _changed(self) -> None:
+        self._generation += 1
+        self._sticky.clear()
+
+    # -- serving -----------------------------------------------------------------------
+
+    def context(self, cursor: Cursor) -> list[Snippet]:
+        """Repository snippets for a cursor, kept the same while the cursor stays on its line.
+
+        Stable snippets keep the prompt's start, and llama.cpp's cached prefix, unchanged
+        while the user types; they are looked up again on another line or after an update.
+        """
+        retriever = self.retriever
+        if retriever is None:
+            return []
+        line = cursor.text.count("\n", 0, cursor.offset)
+        key = (cursor.path, line)
+        found = self._sticky.get(key)
+        if found is None:
+            index = self.index
+            semantic = index is not None and index.has_vectors() and self.state == "ready"
+            found = list(index_context(retriever, semantic=semantic)(cursor))
+            if len(self._sticky) > 256:
+                self._sticky.clear()
+            self._sticky[key] = found
+        return found
+
+    def known_symbol(self, dotted: str) -> bool | None:
+        """Whether the repository defines ``dotted`` (None: not known from the index)."""
+        retriever = self.retriever
+        return retriever.lookup(dotted).found if retriever is not None else None
+
+    def status(self) -> dict[str, object]:
+        """The ``index`` part of ``apprentice.status``."""
+        result: dict[str, object] = {"state": self.state, "root": str(self.root)}
+        index = self.index
+        if index is not None:
+            result.update(index.store.counts())
+            result["directory"] = str(index.directory)
+            result["vectors"] = len(index.vectors) if index.vectors is not None else 0
+        if self.last_report is not None:
+            result.setdefault("files", self.last_report.files)
+            result.setdefault("chunks", self.last_report.chunks)
+            result.setdefault("symbols", self.last_report.symbols)
+            result["seconds"] = round(self.last_report.seconds, 3)
+        if self.error:
+            result["error"] = self.error
+        return result
+
+    def close(self) -> None:
+        """Stop background work and close the index."""
+        self._stop.set()
+        self._pause.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.index is not None:
+            self.index.close()

@@ -1,0 +1,45 @@
+"""JSON-RPC robustness pygls 2.1 lacks: a reply to every request whose params do not parse.
+
+pygls raises ``JsonRpcInvalidParams`` while decoding such a message and then drops it, so
+the client never gets an answer and waits forever. Here the error is answered (-32602) and
+the message is swallowed; everything else is pygls's own handling.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.json_rpc import JsonRPCNotification
+
+logger = logging.getLogger(__name__)
+
+# A notification no handler listens to: what an already-answered bad request becomes.
+_ANSWERED = "$/apprentice/answeredInvalidRequest"
+
+
+class ApprenticeProtocol(LanguageServerProtocol):
+    """pygls's protocol, answering requests it cannot decode instead of dropping them."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """Decode one message; a request with bad params gets error -32602 at once."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcInvalidParams as error:
+            msg_id = data.get("id")
+            method = data.get("method")
+            if msg_id is None or not isinstance(method, str):
+                raise  # a notification or a reply: nothing to answer
+            logger.warning("invalid params for %s (request %s); answered -32602", method, msg_id)
+            detail = str(error.__cause__ or error)
+            self._send_response(
+                msg_id,
+                error=types.ResponseError(
+                    code=types.ErrorCodes.InvalidParams,
+                    message=f"invalid params for {method}: {detail.splitlines()[0]}",
+                ),
+            )
+            return JsonRPCNotification(method=_ANSWERED, jsonrpc="2.0", params=None)

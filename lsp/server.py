@@ -1,0 +1,380 @@
+"""``apprentice serve``: the pygls language server and its handlers.
+
+Handlers are thin: each takes the document, calls one service (completions, index,
+fixes) and converts the answer with ``lsp.convert``. State lives on ``ApprenticeServer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+
+from lsp import convert
+from lsp.actions import CodeActions
+from lsp.completions import CompletionService, Suggestion
+from lsp.engine import Engine
+from lsp.indexing import IndexService
+from lsp.protocol import ApprenticeProtocol
+from lsp.settings import ServerSettings, parse_settings, settings_as_json
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "apprentice"
+SERVER_VERSION = "0.1.0"
+REINDEX = "apprentice.reindex"
+STATUS = "apprentice.status"
+
+
+class ApprenticeServer(LanguageServer):
+    """The language server and everything it holds: settings, model engine, index, caches."""
+
+    def __init__(self) -> None:
+        super().__init__(SERVER_NAME, SERVER_VERSION, protocol_cls=ApprenticeProtocol)
+        self.settings = ServerSettings()
+        self.root: Path | None = None
+        self.engine: Engine | None = None
+        self.completions: CompletionService | None = None
+        self.index: IndexService | None = None
+        self.actions: CodeActions | None = None
+        self._shown: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._progress_count = 0
+        self.main_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- messages ------------------------------------------------------------------------
+
+    def report(self, key: str, message: str) -> None:
+        """Show an actionable error once per cause (from any thread); always log it."""
+        self.call_soon(self._show_once, key, message)
+
+    def call_soon(self, callback: Any, *args: Any) -> None:
+        """Run ``callback`` on the server's event loop, from any thread."""
+        loop = self.main_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _show_once(self, key: str, message: str) -> None:
+        if key in self._shown:
+            return
+        self._shown.add(key)
+        self.window_show_message(
+            types.ShowMessageParams(type=types.MessageType.Error, message=message)
+        )
+
+    def warn(self, message: str) -> None:
+        """A one-off warning popup (bad settings)."""
+        logger.warning("%s", message)
+        self.window_show_message(
+            types.ShowMessageParams(type=types.MessageType.Warning, message=message)
+        )
+
+    def spawn(self, coro: Any) -> None:
+        """Run background work on the server's loop, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background task failed", exc_info=task.exception())
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def configure(self, raw: object, *, initial: bool) -> None:
+        """Take new settings: bad values are reported once and keep their defaults."""
+        settings, problems = parse_settings(raw)
+        if problems:
+            self.warn("Apprentice: ignoring bad settings (defaults used): " + "; ".join(problems))
+        logging.getLogger().setLevel(settings.log_level.upper())
+        # pygls logs every message it sends at INFO: only worth it when debugging.
+        logging.getLogger("pygls").setLevel("DEBUG" if settings.log_level == "debug" else "WARNING")
+        old, self.settings = self.settings, settings
+        if initial or self.engine is None:
+            return
+        self.engine.reconfigure(settings)
+        self._shown.discard("model")
+        assert self.completions is not None
+        self.completions.debounce_s = settings.completion.debounce_ms / 1000
+        if old.index != settings.index and self.root is not None:
+            self.start_index()
+
+    def start(self) -> None:
+        """After ``initialized``: load the model and index the workspace, both in the background."""
+        self.main_loop = asyncio.get_running_loop()
+        self.engine = Engine(self.settings, root=self.root, report=self.report)
+        self.completions = CompletionService(
+            self.engine, debounce_s=self.settings.completion.debounce_ms / 1000
+        )
+        self.actions = CodeActions(self.engine)
+        self.spawn(self.engine.start())
+        if self.root is not None:
+            self.start_index()
+
+    def start_index(self) -> None:
+        """(Re)build the workspace index in the background, with ``$/progress``."""
+        assert self.root is not None and self.engine is not None
+        if self.index is not None:
+            self.index.close()
+        self.index = IndexService(self.root, self.settings.index, report=self.report)
+        self.engine.context = self.index.context
+        self.engine.known_symbols = self.index.known_symbol
+        self.spawn(self.build_index(self.index))
+
+    async def build_index(self, index: IndexService) -> None:
+        """Index with a progress report the client can show."""
+        if not self.settings.index.enabled:
+            return
+        progress = await self.begin_progress("Apprentice: indexing")
+        try:
+            await index.build(progress.callback)
+        finally:
+            progress.end(f"{index.status().get('files', 0)} files indexed")
+
+    async def begin_progress(self, title: str) -> _Progress:
+        """A ``$/progress`` handle, or a silent one for clients that do not show progress."""
+        window = self.client_capabilities.window
+        if window is None or not window.work_done_progress:
+            return _Progress(self, None, title)
+        self._progress_count += 1
+        token = f"apprentice-{self._progress_count}"
+        try:
+            await self.work_done_progress.create_async(token)
+        except Exception as error:  # the client refused: index anyway, silently
+            logger.info("no progress token: %s", error)
+            return _Progress(self, None, title)
+        return _Progress(self, token, title)
+
+    def shutdown_services(self) -> None:
+        """Stop the model worker and the index thread."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self.engine is not None:
+            self.engine.close()
+        if self.index is not None:
+            self.index.close()
+
+    # -- completions ---------------------------------------------------------------------
+
+    async def suggest(
+        self, doc: TextDocument, position: types.Position, *, invoked: bool = False
+    ) -> Suggestion | None:
+        """The verified suggestion at a position of a document, or None."""
+        if self.completions is None or self.engine is None:
+            return None
+        try:
+            cursor = convert.cursor_at(doc, position, self.root)
+        except convert.PositionError as error:
+            logger.info("no completion: %s", error)
+            return None
+        if cursor.language not in self.settings.languages:
+            return None
+        if self.index is not None:
+            self.index.user_active()
+        version = doc.version or 0
+
+        def is_current(asked: int) -> bool:
+            now = self.workspace.text_documents.get(doc.uri)
+            return now is not None and (now.version or 0) == asked
+
+        return await self.completions.suggest(doc.uri, version, cursor, is_current, invoked=invoked)
+
+    def status(self) -> dict[str, object]:
+        """What ``apprentice.status`` answers."""
+        engine = self.engine
+        model: dict[str, object] = {"state": "idle"}
+        if engine is not None:
+            s = engine.status
+            model = {
+                "state": s.state,
+                "name": s.name,
+                "architecture": s.architecture,
+                "error": s.error,
+                "load_seconds": round(s.load_seconds, 2) if s.load_seconds else None,
+            }
+        result: dict[str, object] = {
+            "server": SERVER_VERSION,
+            "model": model,
+            "backend": engine.describe_backend() if engine is not None else None,
+            "index": self.index.status() if self.index is not None else {"state": "off"},
+            "settings": settings_as_json(self.settings),
+        }
+        if self.completions is not None:
+            result.update(self.completions.stats.as_json())
+        return result
+
+
+class _Progress:
+    """One ``$/progress`` sequence fed from the indexing thread (begin, percentages, end)."""
+
+    def __init__(self, server: ApprenticeServer, token: str | None, title: str) -> None:
+        self.server = server
+        self.token = token
+        self.title = title
+        self._last: tuple[str, int] | None = None
+        self._last_at = 0.0
+        if token is not None:
+            server.work_done_progress.begin(
+                token, types.WorkDoneProgressBegin(title=title, percentage=0, cancellable=False)
+            )
+
+    def callback(self, stage: str, done: int, total: int) -> None:
+        """Progress from a worker thread: forwarded to the loop, at most ~10 per second."""
+        percent = 100 if total <= 0 else min(100, done * 100 // total)
+        now = time.monotonic()
+        if self.token is None or (stage, percent) == self._last:
+            return
+        if now - self._last_at < 0.1 and percent not in (0, 100):
+            return
+        self._last, self._last_at = (stage, percent), now
+        message = f"{stage}: {done}/{total}"
+        self.server.call_soon(self._send, message, percent)
+
+    def _send(self, message: str, percent: int) -> None:
+        if self.token is not None:
+            self.server.work_done_progress.report(
+                self.token, types.WorkDoneProgressReport(message=message, percentage=percent)
+            )
+
+    def end(self, message: str) -> None:
+        """Close the progress sequence."""
+        if self.token is not None:
+            self.server.work_done_progress.end(
+                self.token, types.WorkDoneProgressEnd(message=message)
+            )
+
+
+def _root_of(params: types.InitializeParams) -> Path | None:
+    folders = params.workspace_folders or []
+    uri = folders[0].uri if folders else params.root_uri
+    if uri:
+        path = to_fs_path(uri)
+        return Path(path).resolve() if path else None
+    if params.root_path:
+        return Path(params.root_path).resolve()
+    return None
+
+
+def build_server() -> ApprenticeServer:
+    """The server with every handler registered."""
+    server = ApprenticeServer()
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: ApprenticeServer, params: types.InitializeParams) -> None:
+        ls.root = _root_of(params)
+        ls.configure(params.initialization_options, initial=True)
+        logger.info("workspace %s", ls.root or "(none)")
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: ApprenticeServer, params: types.InitializedParams) -> None:
+        ls.start()
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: ApprenticeServer, params: None) -> None:
+        ls.shutdown_services()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(
+        ls: ApprenticeServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        ls.configure(params.settings, initial=False)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: ApprenticeServer, params: types.DidOpenTextDocumentParams) -> None:
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        if ls.engine is None or convert.document_language(doc) not in ls.settings.languages:
+            return
+        end = doc.client_position_at_offset(len(doc.source))
+        ls.spawn(ls.engine.warm(convert.cursor_at(doc, end, ls.root)))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: ApprenticeServer, params: types.DidCloseTextDocumentParams) -> None:
+        if ls.completions is not None:
+            ls.completions.forget(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    async def did_save(ls: ApprenticeServer, params: types.DidSaveTextDocumentParams) -> None:
+        path = to_fs_path(params.text_document.uri)
+        if ls.index is None or ls.root is None or not path:
+            return
+        try:
+            rel = Path(path).resolve().relative_to(ls.root).as_posix()
+        except ValueError:
+            return  # outside the workspace
+        doc = ls.workspace.text_documents.get(params.text_document.uri)
+        text = params.text if params.text is not None else (doc.source if doc else None)
+        await ls.index.update_file(rel, text)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: ApprenticeServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        suggestion = await ls.suggest(doc, params.position, invoked=invoked)
+        if suggestion is None:
+            return types.InlineCompletionList(items=[])
+        return convert.inline_items(suggestion.text, params.position)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=[".", "(", " "], resolve_provider=False),
+    )
+    async def completion(
+        ls: ApprenticeServer, params: types.CompletionParams
+    ) -> types.CompletionList:
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        context = params.context
+        invoked = (
+            context is not None and context.trigger_kind == types.CompletionTriggerKind.Invoked
+        )
+        suggestion = await ls.suggest(doc, params.position, invoked=invoked)
+        if suggestion is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        typed = convert.word_before(doc, convert.offset_of(doc, params.position))
+        return convert.completion_items(suggestion.text, params.position, typed)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=True
+        ),
+    )
+    async def code_action(
+        ls: ApprenticeServer, params: types.CodeActionParams
+    ) -> list[types.CodeAction]:
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        if ls.actions is None or convert.document_language(doc) != "python":
+            return []
+        return await ls.actions.list(doc, params.range)
+
+    @server.feature(types.CODE_ACTION_RESOLVE)
+    async def code_action_resolve(
+        ls: ApprenticeServer, action: types.CodeAction
+    ) -> types.CodeAction:
+        if ls.actions is None:
+            return action
+        return await ls.actions.resolve(ls.workspace, action)
+
+    @server.command(STATUS)
+    def status(ls: ApprenticeServer, *args: Any) -> dict[str, object]:
+        return ls.status()
+
+    @server.command(REINDEX)
+    async def reindex(ls: ApprenticeServer, *args: Any) -> dict[str, object]:
+        if ls.root is None or ls.engine is None:
+            return {"state": "off", "reason": "no workspace folder"}
+        if ls.index is None or not ls.settings.index.enabled:
+            return {"state": "off", "reason": "indexing is disabled (apprentice.index.enabled)"}
+        await ls.build_index(ls.index)
+        return ls.index.status()
+
+    return server
