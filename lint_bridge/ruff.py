@@ -1,11 +1,13 @@
-"""Ruff on an in-memory buffer (stdin, the project's own configuration), and what an edit adds."""
+"""Ruff on an in-memory buffer (stdin, the project's configuration): what an edit adds; fixes."""
 
 from __future__ import annotations
 
 import asyncio
 import bisect
 import contextlib
+import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -37,11 +39,92 @@ _IMPORTED_NAME = re.compile(r"`([^`]+)` imported but unused")
 _LINE_NUMBER = re.compile(r"\bline \d+\b")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CACHE_SIZE = 32
+# Applicabilities of a ruff fix that an editor may apply; "display-only" fixes are only shown.
+OFFERED_APPLICABILITIES = frozenset({"safe", "unsafe"})
+# Ruff before 0.1 named its applicabilities differently.
+_OLD_APPLICABILITIES = {"automatic": "safe", "suggested": "unsafe", "manual": "display-only"}
+
+
+@dataclass(frozen=True)
+class RuffEdit:
+    """One edit of a ruff fix: replace the range with ``content``.
+
+    Positions are 0-based lines and code-point columns, as in RuffDiagnostic; lines end as
+    ruff ends them (``\\r\\n``, ``\\r``, ``\\n``). ``offsets`` turns them into string offsets.
+    """
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    content: str
+
+    def offsets(self, text: str) -> tuple[int, int]:
+        """The edit's range as string offsets into ``text`` (the text ruff linted)."""
+        return _lines_of(text).span(self.line, self.column, self.end_line, self.end_column)
+
+
+@dataclass(frozen=True)
+class RuffFix:
+    """Ruff's own fix for a diagnostic: what it does, how safe it is, and its edits.
+
+    ``applicability`` is ruff's word: ``safe`` keeps the code's meaning, ``unsafe`` may change
+    it (offer it, but say so), ``display-only`` is never applied.
+    """
+
+    message: str
+    applicability: str
+    edits: tuple[RuffEdit, ...]
+
+    @property
+    def offered(self) -> bool:
+        """Whether an editor may apply this fix (safe or unsafe, and it edits something)."""
+        return self.applicability in OFFERED_APPLICABILITIES and bool(self.edits)
+
+    @property
+    def unsafe(self) -> bool:
+        """Whether ruff warns that this fix may change what the code does."""
+        return self.applicability != "safe"
+
+    def splices(self, text: str) -> list[Splice]:
+        """The edits as offset splices into ``text``, in document order (apply the last first).
+
+        Raises LintBridgeError when edits overlap (the fix does not fit this text).
+        """
+        found = sorted(
+            (Splice(*edit.offsets(text), edit.content) for edit in self.edits),
+            key=lambda splice: (splice.start, splice.end),
+        )
+        for earlier, later in itertools.pairwise(found):
+            if later.start < earlier.end:
+                raise LintBridgeError(f"ruff fix {self.message!r} has overlapping edits")
+        return found
+
+    def as_splice(self, text: str) -> Splice:
+        """All the edits as one splice from the first edit's start to the last edit's end."""
+        parts = self.splices(text)
+        if not parts:
+            return Splice(0, 0, "")
+        start, end = parts[0].start, parts[-1].end
+        pieces: list[str] = []
+        position = start
+        for part in parts:
+            pieces += [text[position : part.start], part.text]
+            position = part.end
+        return Splice(start, end, "".join(pieces))
+
+    def apply(self, text: str) -> str:
+        """``text`` with the fix applied."""
+        return self.as_splice(text).apply(text)
 
 
 @dataclass(frozen=True)
 class RuffDiagnostic:
-    """One ruff diagnostic; 0-based lines, columns in code points (ruff's own unit)."""
+    """One ruff diagnostic; 0-based lines, columns in code points (ruff's own unit).
+
+    ``fix`` is ruff's own fix when it has one (None also where the configuration makes the
+    rule unfixable).
+    """
 
     code: str
     message: str
@@ -49,6 +132,11 @@ class RuffDiagnostic:
     column: int
     end_line: int
     end_column: int
+    fix: RuffFix | None = None
+
+    def offsets(self, text: str) -> tuple[int, int]:
+        """The diagnostic's range as string offsets into ``text`` (the text ruff linted)."""
+        return _lines_of(text).span(self.line, self.column, self.end_line, self.end_column)
 
 
 def find_ruff() -> str | None:
@@ -266,7 +354,50 @@ def _diagnostic(item: dict[str, object]) -> RuffDiagnostic:
         column=int(start["column"]) - 1,
         end_line=int(end["row"]) - 1,
         end_column=int(end["column"]) - 1,
+        fix=_fix(item.get("fix")),
     )
+
+
+def _applicability(value: object) -> str:
+    """Ruff's applicability in today's words; anything unknown is treated as unsafe."""
+    word = str(value or "unsafe").lower()
+    word = _OLD_APPLICABILITIES.get(word, word)
+    return word if word in {"safe", "unsafe", "display-only"} else "unsafe"
+
+
+def _fix(item: object) -> RuffFix | None:
+    """Ruff's ``fix`` object; None when there is none or it has a shape we do not know."""
+    if not isinstance(item, dict):
+        return None
+    try:
+        edits = []
+        for edit in item["edits"]:
+            start, end = edit["location"], edit["end_location"]
+            edits.append(
+                RuffEdit(
+                    line=int(start["row"]) - 1,
+                    column=int(start["column"]) - 1,
+                    end_line=int(end["row"]) - 1,
+                    end_column=int(end["column"]) - 1,
+                    content=str(edit.get("content") or ""),
+                )
+            )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        # A fix we cannot read only costs that fix, never the diagnostics themselves.
+        logger.debug("ruff fix not understood: %r", item)
+        return None
+    return RuffFix(
+        # Ruff leaves the message out for some fixes; the editor still needs a title.
+        message=str(item.get("message") or "Apply ruff's fix"),
+        applicability=_applicability(item.get("applicability")),
+        edits=tuple(edits),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _lines_of(text: str) -> _Lines:
+    # Offsets of every diagnostic of one text are asked in a row: index its lines once.
+    return _Lines(text)
 
 
 class _Lines:
@@ -280,6 +411,10 @@ class _Lines:
         if line >= len(self.starts):
             return self.length
         return min(self.starts[max(line, 0)] + max(column, 0), self.length)
+
+    def span(self, line: int, column: int, end_line: int, end_column: int) -> tuple[int, int]:
+        start = self.offset(line, column)
+        return start, max(start, self.offset(end_line, end_column))
 
 
 def _new_reasons(

@@ -171,7 +171,7 @@ class Engine:
             verifier = Verifier(
                 CheckSettings(syntax=verify.syntax, ruff=verify.ruff, symbols=verify.symbols),
                 workspace_root=self.root,
-                known_symbols=self._known_symbol,
+                known_symbols=self.known_symbol,
             )
         return CompletionPipeline(
             backend, pipeline_settings(self.settings), verifier=verifier, context=self._context
@@ -181,7 +181,8 @@ class Engine:
         source = self.context
         return list(source(cursor)) if source is not None else []
 
-    def _known_symbol(self, dotted: str) -> bool | None:
+    def known_symbol(self, dotted: str) -> bool | None:
+        """Whether the repository's index defines ``dotted`` (None: the index cannot say)."""
         lookup = self.known_symbols
         return lookup(dotted) if lookup is not None else None
 

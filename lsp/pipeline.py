@@ -7,6 +7,7 @@ Nothing here imports pygls: the server converts the result to LSP types.
 from __future__ import annotations
 
 import itertools
+import keyword
 import logging
 import re
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lint_bridge.api import Document, Splice
+from lint_bridge.api import Document, Splice, Verdict
 from lint_bridge.verify import Verifier
 from model.api import Backend, CancelToken, CompletionRequest, ModelInfo, Usage
 from model.fim import FimTemplate, select_template
@@ -156,6 +157,46 @@ def _without_partial_word(text: str) -> str:
     return _PARTIAL_WORD.sub("", text)
 
 
+_CUT_AFTER = re.compile(r"[\w)\]}'\"]")
+
+
+def balanced_cuts(text: str, limit: int = 3) -> list[str]:
+    """Forms of a cut-off suggestion ending where its brackets and quotes balance.
+
+    The text itself comes first when it balances; then shorter forms, cut in the last line
+    only (earlier lines are whole); longest first, at most ``limit``. A suggestion cut
+    mid-call ("json.load(") may pass the syntax check, because the buffer is already
+    incomplete at the cursor while the user types: only balanced forms are offered.
+    """
+    head, _, last = text.rpartition("\n")
+    lead = head + "\n" if head or text.startswith("\n") else ""
+    cuts: list[str] = []
+    depth = 0
+    quote: str | None = None
+    for i, char in enumerate(last):
+        if quote is not None:
+            if char == quote and last[i - 1] != "\\":
+                quote = None
+            else:
+                continue
+        elif char in "\"'":
+            quote = char
+            continue
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                break  # it closes a bracket of the buffer: nothing after is safe to keep
+        following = last[i + 1 : i + 2]
+        word_goes_on = following.isalnum() or following == "_"
+        if depth == 0 and _CUT_AFTER.match(char) and not word_goes_on:
+            word = _PARTIAL_WORD.search(last[: i + 1])
+            if word is None or not keyword.iskeyword(word.group()):  # "x or" cannot end a line
+                cuts.append(lead + last[: i + 1])
+    return [cut for cut in reversed(cuts) if cut.strip()][:limit]
+
+
 class _Stages:
     """Milliseconds spent per stage of one completion (summed over candidates), for the log."""
 
@@ -284,6 +325,17 @@ class CompletionPipeline:
         assert isinstance(usage, Usage)
         return usage
 
+    def _verify(self, cursor: Cursor, text: str) -> Verdict:
+        assert self.verifier is not None
+        return self.verifier.check_sync(
+            Document(
+                path=cursor.abs_path or Path(cursor.path),
+                text=cursor.text,
+                language=cursor.language,
+            ),
+            Splice(cursor.offset, cursor.offset, text),
+        )
+
     def complete(
         self,
         cursor: Cursor,
@@ -337,7 +389,8 @@ class CompletionPipeline:
             outcome.add_usage(stream.usage, raw)
             if stream.usage.finish_reason == "cancelled":
                 break
-            if stream.usage.finish_reason == "deadline":
+            cut_short = stream.usage.finish_reason == "deadline"
+            if cut_short:
                 raw = _without_partial_word(raw)
             candidate = clean_completion(raw, cursor.prefix, cursor.suffix, plan)
             if candidate is None:
@@ -345,21 +398,20 @@ class CompletionPipeline:
             if self.verifier is None:
                 outcome.accept(candidate, "unchecked", [])
                 break
-            verdict = self.verifier.check_sync(
-                Document(
-                    path=cursor.abs_path or Path(cursor.path),
-                    text=cursor.text,
-                    language=cursor.language,
-                ),
-                Splice(cursor.offset, cursor.offset, candidate),
-            )
-            stages.mark("verify")
-            outcome.reasons.extend(reason.label for reason in verdict.reasons)
-            if verdict.verdict == "accept":
-                outcome.accept(candidate, "accept", verdict.unchecked)
+            # A generation cut by the time budget may stop mid-expression: only its
+            # balanced forms ("json.load(f" -> "json.load") are tried.
+            tries = balanced_cuts(candidate) if cut_short else [candidate]
+            for form in tries:
+                verdict = self._verify(cursor, form)
+                stages.mark("verify")
+                outcome.reasons.extend(reason.label for reason in verdict.reasons)
+                if verdict.verdict == "accept":
+                    outcome.accept(form, "accept", verdict.unchecked)
+                    break
+                if verdict.verdict == "repair" and verdict.text:
+                    outcome.offer_repair(verdict.text)
+            if outcome.text is not None:
                 break
-            if verdict.verdict == "repair" and verdict.text:
-                outcome.offer_repair(verdict.text)
         text = outcome.final_text()
         usage = outcome.usage
         raw = outcome.raw

@@ -118,3 +118,40 @@ def test_every_candidate_rejected_gives_no_suggestion(tmp_path) -> None:  # type
         Cursor(path="config.py", language="python", text=CODE, offset=len(CODE), abs_path=source)
     )
     assert result.text is None and result.verdict == "reject" and result.candidates == 3
+
+
+def test_balanced_cuts_end_where_brackets_close() -> None:
+    from lsp.pipeline import balanced_cuts
+
+    assert balanced_cuts("json.load(f") == ["json.load", "json"]
+    assert balanced_cuts("json.load(f) or default") == [
+        "json.load(f) or default",
+        "json.load(f)",
+        "json.load",
+    ]
+    assert balanced_cuts('foo(a).bar("x') == ["foo(a).bar", "foo(a)", "foo"]
+    assert balanced_cuts("x)") == ["x"]  # never past a bracket the buffer opened
+    assert balanced_cuts("\n    return cart.total(") == [
+        "\n    return cart.total",
+        "\n    return cart",
+    ]
+
+
+def test_a_generation_cut_by_the_budget_shows_its_longest_verified_form(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lint_bridge.api import CheckSettings
+    from lint_bridge.verify import Verifier
+    from lsp.pipeline import PipelineSettings
+
+    text = "import json\n\n\ndef load(path):\n    with open(path) as f:\n        config = "
+    backend = FakeBackend(respond=lambda p: "json.load( f ) or {}\n", token_delay=0.3)
+    pipeline = CompletionPipeline(
+        backend,
+        PipelineSettings(time_budget_s=0.5, candidates=1),
+        verifier=Verifier(CheckSettings(ruff=False), workspace_root=tmp_path),
+    )
+    budgeted = pipeline.complete(Cursor("a.py", "python", text, len(text)))
+    assert budgeted.finish_reason == "deadline"
+    assert budgeted.text == "json.load"  # "json.load(" was cut; its balanced form passes
+    assert budgeted.verdict == "accept"
+    whole = pipeline.complete(Cursor("a.py", "python", text, len(text)), budget=False)
+    assert whole.text == "json.load( f ) or {}"
