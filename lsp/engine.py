@@ -30,6 +30,7 @@ from lsp.pipeline import (
 from lsp.settings import ServerSettings
 from model.api import Backend, CancelToken, ModelError, ModelInfo
 from model.factory import BackendSettings, create_backend
+from model.hardware import interactive_threads
 from model.prompt import Snippet
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def backend_settings(settings: ServerSettings) -> BackendSettings:
         remote_url=model.remote_url,
         remote_model=model.remote_model,
         n_ctx=model.context_length,
-        n_threads=model.threads,
+        n_threads=model.threads or interactive_threads(),
         n_gpu_layers=model.gpu_layers,
     )
 
@@ -263,5 +264,5 @@ class Engine:
         model = self.settings.model
         if model.remote_url:
             return f"remote {model.remote_url}"
-        threads = model.threads or "auto"
-        return f"llama.cpp ({model.path or 'embedded default model'}, threads {threads})"
+        threads = model.threads or interactive_threads()
+        return f"llama.cpp ({model.path or 'embedded default model'}, {threads} thread(s))"
