@@ -118,6 +118,7 @@ class Engine:
         self.known_symbols: KnownSymbols | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-model")
         self._generation = 0  # bumped by every reload, so a stale load never installs itself
+        self._warm_seq = 0
         self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -238,12 +239,18 @@ class Engine:
             return None
 
     async def warm(self, cursor: Cursor) -> None:
-        """Fill the model's prompt cache for a document just opened."""
-        pipeline = self.pipeline
-        if pipeline is None:
-            return
+        """Fill the model's prompt cache for a document just opened.
+
+        Queued behind the model load when it is still running; only the latest document
+        is warmed (opening ten files must not queue ten prompt evaluations).
+        """
+        self._warm_seq += 1
+        seq = self._warm_seq
 
         def work() -> None:
+            pipeline = self.pipeline
+            if pipeline is None or seq != self._warm_seq:
+                return
             try:
                 usage = pipeline.warm(cursor)
             except ModelError as error:
