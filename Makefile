@@ -78,6 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.indexing
 	$(BIN)/python -m bench.verify
+	$(BIN)/python -m bench.typing_trace
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

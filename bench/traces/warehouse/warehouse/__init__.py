@@ -1,0 +1,1 @@
+"""Stock levels, suppliers and reorder planning for a small warehouse."""
