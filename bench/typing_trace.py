@@ -300,6 +300,8 @@ def _options(args: argparse.Namespace, index_dir: Path) -> dict[str, Any]:
         options["model"] = {"path": str(Path(args.model).resolve())}
     if args.debounce_ms is not None:
         options["completion"] = {"debounceMs": args.debounce_ms}
+    if args.time_budget_ms is not None:
+        options.setdefault("completion", {})["timeBudgetMs"] = args.time_budget_ms
     return options
 
 
@@ -473,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--seed", type=int, default=0, help="seed of the typing rhythm's jitter")
     add("--pause", type=float, nargs=2, default=(1.5, 2.0), metavar=("MIN_S", "MAX_S"))
     add("--debounce-ms", type=int, help="the server's completion.debounceMs")
+    add("--time-budget-ms", type=int, help="the server's completion.timeBudgetMs")
     add("--model", help="GGUF the server loads instead of the embedded default")
     add("--no-embeddings", dest="embeddings", action="store_false", help="lexical index only")
     add("--ready-timeout", type=float, default=600.0, help="seconds to wait for model and index")

@@ -150,6 +150,12 @@ class CompletionService:
         self.cache = TypeAheadCache()
         self.stats = Stats()
         self._active: dict[str, _Ticket] = {}
+        engine.on_result = self._count_tokens
+
+    def _count_tokens(self, result: CompletionResult) -> None:
+        """Every generation's prompt tokens, also those whose request was cancelled."""
+        self.stats.prompt_tokens += result.prompt_tokens
+        self.stats.evaluated_tokens += result.prompt_tokens_evaluated
 
     async def suggest(
         self,
@@ -206,9 +212,6 @@ class CompletionService:
         is_current: Callable[[int], bool],
         started: float,
     ) -> Suggestion | None:
-        if result is not None:
-            self.stats.prompt_tokens += result.prompt_tokens
-            self.stats.evaluated_tokens += result.prompt_tokens_evaluated
         if ticket.superseded:
             self.stats.superseded += 1
             return None

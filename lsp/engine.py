@@ -119,6 +119,8 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-model")
         self._generation = 0  # bumped by every reload, so a stale load never installs itself
         self._warm_seq = 0
+        # Told about every finished completion, cancelled ones included (token accounting).
+        self.on_result: Callable[[CompletionResult], None] | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -232,7 +234,10 @@ class Engine:
         if cancel.cancelled:  # superseded while it waited for the model
             return None
         try:
-            return pipeline.complete(cursor, cancel=cancel, budget=budget)
+            result = pipeline.complete(cursor, cancel=cancel, budget=budget)
+            if self.on_result is not None:
+                self.on_result(result)
+            return result
         except ModelError as error:
             logger.error("completion failed: %s", error)
             self.report("model", f"Apprentice: {error}. {fix_for(error, self.settings)}")

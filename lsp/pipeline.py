@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -336,35 +336,41 @@ class CompletionPipeline:
             Splice(cursor.offset, cursor.offset, text),
         )
 
-    def complete(
+    def _wants_next_line(
+        self, cursor: Cursor, outcome: _Attempts, cancel: CancelToken | None, deadline: float
+    ) -> bool:
+        """At the end of a finished line the model often just ends the line: then its next
+        line is the suggestion (ghost text starting with a line break)."""
+        if outcome.text is not None or outcome.repair is not None or outcome.raw.strip():
+            return False
+        if outcome.usage.finish_reason != "stop" or (cancel is not None and cancel.cancelled):
+            return False
+        line_prefix = cursor.prefix.rsplit("\n", 1)[-1]
+        line_suffix = cursor.suffix.split("\n", 1)[0]
+        plan = self.plan(cursor)
+        return (
+            bool(line_prefix.strip())
+            and not line_suffix.strip()
+            and not plan.multiline
+            and time.monotonic() < deadline
+        )
+
+    def _candidates(
         self,
         cursor: Cursor,
-        snippets: Sequence[Snippet] | None = None,
-        cancel: CancelToken | None = None,
-        *,
-        budget: bool = True,
-    ) -> CompletionResult:
-        """Generate, clean, verify and return one suggestion at the cursor.
-
-        ``snippets`` None asks the pipeline's context source for them. ``budget`` False
-        (the user asked explicitly) waits for the whole suggestion, up to the timeout.
-        """
-        started = time.monotonic()
-        request_id = next(_request_ids)
+        snippets: Sequence[Snippet],
+        template: FimTemplate | None,
+        cancel: CancelToken | None,
+        deadline: float,
+        stages: _Stages,
+        outcome: _Attempts,
+    ) -> BuiltPrompt:
+        """Generate, clean and verify candidates until one passes; results go to ``outcome``."""
         settings = self.settings
-        stages = _Stages(started)
-        template = self.template()
-        if snippets is None:
-            snippets = self._snippets(cursor)
-        stages.mark("context")
         plan = self.plan(cursor)
         built = self.prompt(cursor, snippets, template)
         stages.mark("prompt")
         max_tokens = settings.max_tokens_multiline if plan.multiline else settings.max_tokens
-        deadline = started + settings.timeout_s
-        if budget and settings.time_budget_s is not None:
-            deadline = min(deadline, started + settings.time_budget_s)
-        outcome = _Attempts()
         for attempt in range(max(1, settings.candidates)):
             if cancel is not None and cancel.cancelled:
                 outcome.usage.finish_reason = "cancelled"
@@ -389,6 +395,8 @@ class CompletionPipeline:
             outcome.add_usage(stream.usage, raw)
             if stream.usage.finish_reason == "cancelled":
                 break
+            if not raw and stream.usage.finish_reason == "stop":
+                break  # the model's best guess is to stop here: sampled tries rarely beat it
             cut_short = stream.usage.finish_reason == "deadline"
             if cut_short:
                 raw = _without_partial_word(raw)
@@ -412,7 +420,47 @@ class CompletionPipeline:
                     outcome.offer_repair(verdict.text)
             if outcome.text is not None:
                 break
+        return built
+
+    def complete(
+        self,
+        cursor: Cursor,
+        snippets: Sequence[Snippet] | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        budget: bool = True,
+    ) -> CompletionResult:
+        """Generate, clean, verify and return one suggestion at the cursor.
+
+        ``snippets`` None asks the pipeline's context source for them. ``budget`` False
+        (the user asked explicitly) waits for the whole suggestion, up to the timeout.
+        """
+        started = time.monotonic()
+        request_id = next(_request_ids)
+        settings = self.settings
+        stages = _Stages(started)
+        template = self.template()
+        if snippets is None:
+            snippets = self._snippets(cursor)
+        stages.mark("context")
+        deadline = started + settings.timeout_s
+        if budget and settings.time_budget_s is not None:
+            deadline = min(deadline, started + settings.time_budget_s)
+        outcome = _Attempts()
+        built = self._candidates(cursor, snippets, template, cancel, deadline, stages, outcome)
+        lead = ""
+        if self._wants_next_line(cursor, outcome, cancel, deadline):
+            # The line is done and the model's answer is "a new line": suggest that line.
+            below = replace(
+                cursor,
+                text=cursor.text[: cursor.offset] + "\n" + cursor.text[cursor.offset :],
+                offset=cursor.offset + 1,
+            )
+            self._candidates(below, snippets, template, cancel, deadline, stages, outcome)
+            lead = "\n"
         text = outcome.final_text()
+        if text is not None:
+            text = lead + text
         usage = outcome.usage
         raw = outcome.raw
         result = CompletionResult(

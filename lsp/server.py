@@ -69,6 +69,17 @@ class ApprenticeServer(LanguageServer):
             types.ShowMessageParams(type=types.MessageType.Error, message=message)
         )
 
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Protocol-level failures (malformed messages, a failing notification) are logged.
+
+        pygls would show each one to the user as an error popup, which they cannot act on.
+        """
+        logger.error("%s: %s", getattr(source, "__name__", source), error)
+
+    def document(self, uri: str) -> TextDocument | None:
+        """An open document; None for one the client never opened (no guessing from disk)."""
+        return self.workspace.text_documents.get(uri)
+
     def warn(self, message: str) -> None:
         """A one-off warning popup (bad settings)."""
         logger.warning("%s", message)
@@ -289,8 +300,10 @@ def build_server() -> ApprenticeServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: ApprenticeServer, params: types.DidOpenTextDocumentParams) -> None:
-        doc = ls.workspace.get_text_document(params.text_document.uri)
-        if ls.engine is None or convert.document_language(doc) not in ls.settings.languages:
+        doc = ls.document(params.text_document.uri)
+        if ls.engine is None or doc is None:
+            return
+        if convert.document_language(doc) not in ls.settings.languages:
             return
         end = doc.client_position_at_offset(len(doc.source))
         ls.spawn(ls.engine.warm(convert.cursor_at(doc, end, ls.root)))
@@ -317,8 +330,10 @@ def build_server() -> ApprenticeServer:
     async def inline_completion(
         ls: ApprenticeServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        doc = ls.workspace.get_text_document(params.text_document.uri)
+        doc = ls.document(params.text_document.uri)
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        if doc is None:
+            return types.InlineCompletionList(items=[])
         suggestion = await ls.suggest(doc, params.position, invoked=invoked)
         if suggestion is None:
             return types.InlineCompletionList(items=[])
@@ -331,11 +346,13 @@ def build_server() -> ApprenticeServer:
     async def completion(
         ls: ApprenticeServer, params: types.CompletionParams
     ) -> types.CompletionList:
-        doc = ls.workspace.get_text_document(params.text_document.uri)
+        doc = ls.document(params.text_document.uri)
         context = params.context
         invoked = (
             context is not None and context.trigger_kind == types.CompletionTriggerKind.Invoked
         )
+        if doc is None:
+            return types.CompletionList(is_incomplete=True, items=[])
         suggestion = await ls.suggest(doc, params.position, invoked=invoked)
         if suggestion is None:
             return types.CompletionList(is_incomplete=True, items=[])
@@ -351,8 +368,8 @@ def build_server() -> ApprenticeServer:
     async def code_action(
         ls: ApprenticeServer, params: types.CodeActionParams
     ) -> list[types.CodeAction]:
-        doc = ls.workspace.get_text_document(params.text_document.uri)
-        if ls.actions is None or convert.document_language(doc) != "python":
+        doc = ls.document(params.text_document.uri)
+        if ls.actions is None or doc is None or convert.document_language(doc) != "python":
             return []
         return await ls.actions.list(doc, params.range)
 

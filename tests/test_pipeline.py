@@ -155,3 +155,26 @@ def test_a_generation_cut_by_the_budget_shows_its_longest_verified_form(tmp_path
     assert budgeted.verdict == "accept"
     whole = pipeline.complete(Cursor("a.py", "python", text, len(text)), budget=False)
     assert whole.text == "json.load( f ) or {}"
+
+
+def test_at_the_end_of_a_finished_line_the_next_line_is_suggested() -> None:
+    text = "def total(items):\n    result = 0"
+    prompts: list[str] = []
+
+    def respond(prompt: str) -> str:
+        prompts.append(prompt)
+        return "\n    for x in items:" if prompt.endswith("= 0") else "    for item in items:\n"
+
+    result = CompletionPipeline(FakeBackend(respond=respond)).complete(
+        Cursor("a.py", "python", text, len(text))
+    )
+    assert result.text == "\n    for item in items:"
+    assert len(prompts) == 2  # the empty greedy answer is not retried by sampling
+    assert prompts[1].endswith("result = 0\n")
+
+
+def test_mid_line_an_empty_answer_stays_empty() -> None:
+    text = "x = compute()"
+    backend = FakeBackend(respond=lambda p: "\nprint(x)")
+    result = CompletionPipeline(backend).complete(Cursor("a.py", "python", text, len(text) - 1))
+    assert result.text is None and len(backend.requests) == 1

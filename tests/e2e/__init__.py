@@ -1,0 +1,1 @@
+"""End-to-end tests: the real ``apprentice serve`` driven over LSP by a real client."""
