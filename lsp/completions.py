@@ -192,7 +192,9 @@ class CompletionService:
             if ticket.superseded:
                 self.stats.superseded += 1
                 return None
-            result = await self.engine.complete(cursor, ticket.cancel, budget=not invoked)
+            result = await self.engine.complete(
+                cursor, ticket.cancel, budget=not invoked, started=started
+            )
         except asyncio.CancelledError:
             ticket.cancel.cancel()
             self.stats.cancelled += 1

@@ -66,6 +66,7 @@ def pipeline_settings(settings: ServerSettings) -> PipelineSettings:
         candidates=completion.candidates,
         timeout_s=max(completion.timeout_ms, 1) / 1000,
         time_budget_s=completion.time_budget_ms / 1000 if completion.time_budget_ms else None,
+        max_wait_s=completion.max_wait_ms / 1000 if completion.max_wait_ms else None,
         multiline=completion.multiline,
     )
 
@@ -217,7 +218,12 @@ class Engine:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def complete(
-        self, cursor: Cursor, cancel: CancelToken, *, budget: bool = True
+        self,
+        cursor: Cursor,
+        cancel: CancelToken,
+        *,
+        budget: bool = True,
+        started: float | None = None,
     ) -> CompletionResult | None:
         """One suggestion, or None while the model is loading or unusable.
 
@@ -226,15 +232,20 @@ class Engine:
         pipeline = self.pipeline
         if pipeline is None or self.status.state != "ready":
             return None
-        return await self.run(lambda: self._complete(pipeline, cursor, cancel, budget))
+        return await self.run(lambda: self._complete(pipeline, cursor, cancel, budget, started))
 
     def _complete(
-        self, pipeline: CompletionPipeline, cursor: Cursor, cancel: CancelToken, budget: bool
+        self,
+        pipeline: CompletionPipeline,
+        cursor: Cursor,
+        cancel: CancelToken,
+        budget: bool,
+        started: float | None,
     ) -> CompletionResult | None:
         if cancel.cancelled:  # superseded while it waited for the model
             return None
         try:
-            result = pipeline.complete(cursor, cancel=cancel, budget=budget)
+            result = pipeline.complete(cursor, cancel=cancel, budget=budget, started=started)
             if self.on_result is not None:
                 self.on_result(result)
             return result

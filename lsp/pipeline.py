@@ -6,6 +6,7 @@ Nothing here imports pygls: the server converts the result to LSP types.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import keyword
 import logging
@@ -14,13 +15,21 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lint_bridge.api import Document, Splice, Verdict
 from lint_bridge.verify import Verifier
-from model.api import Backend, CancelToken, CompletionRequest, ModelInfo, Usage
+from model.api import (
+    Backend,
+    CancelToken,
+    CompletionRequest,
+    CompletionStream,
+    ModelInfo,
+    Usage,
+)
 from model.fim import FimTemplate, select_template
 from model.postprocess import CompletionPlan, clean_completion, plan_completion, single_line
 from model.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt
@@ -45,8 +54,10 @@ class PipelineSettings:
     temperature: float = 0.0
     candidates: int = 3
     sample_temperature: float = 0.6
-    # Generation stops after this long and what it has is cleaned and verified (None: no cap).
+    # Past this, the first verified (balanced) partial generation is shown (None: no budget).
     time_budget_s: float | None = None
+    # A budgeted request stops generating here and shows what verifies (None: timeout_s).
+    max_wait_s: float | None = None
     multiline: bool = True
 
 
@@ -121,6 +132,8 @@ class _Attempts:
         self.repair: str | None = None
         self.reasons: list[str] = []
         self.unchecked: list[str] = []
+        self.checked: set[tuple[int, str]] = set()
+        self.lint_before: Future[Any] | None = None
 
     def add_usage(self, usage: Usage, raw: str) -> None:
         self.count += 1
@@ -160,6 +173,14 @@ def _without_partial_word(text: str) -> str:
 _CUT_AFTER = re.compile(r"[\w)\]}'\"]")
 
 
+# Keywords a line may end with; every other keyword wants something after it.
+_ENDING_KEYWORDS = frozenset({"None", "True", "False", "pass", "break", "continue", "return"})
+
+
+def _dangling(word: str) -> bool:
+    return keyword.iskeyword(word) and word not in _ENDING_KEYWORDS
+
+
 def balanced_cuts(text: str, limit: int = 3) -> list[str]:
     """Forms of a cut-off suggestion ending where its brackets and quotes balance.
 
@@ -192,9 +213,39 @@ def balanced_cuts(text: str, limit: int = 3) -> list[str]:
         word_goes_on = following.isalnum() or following == "_"
         if depth == 0 and _CUT_AFTER.match(char) and not word_goes_on:
             word = _PARTIAL_WORD.search(last[: i + 1])
-            if word is None or not keyword.iskeyword(word.group()):  # "x or" cannot end a line
+            if word is None or not _dangling(word.group()):  # "x or" cannot end a line
                 cuts.append(lead + last[: i + 1])
     return [cut for cut in reversed(cuts) if cut.strip()][:limit]
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """When to start showing a verified partial (soft) and when to stop generating."""
+
+    soft: float | None
+    deadline: float
+
+    @staticmethod
+    def of(settings: PipelineSettings, started: float, *, budget: bool) -> _Limits:
+        deadline = started + settings.timeout_s
+        if not budget or settings.time_budget_s is None:
+            return _Limits(None, deadline)
+        if settings.max_wait_s is not None:
+            deadline = min(deadline, started + settings.max_wait_s)
+        return _Limits(min(deadline, started + settings.time_budget_s), deadline)
+
+
+class _LinkedCancel(CancelToken):
+    """One candidate's cancel signal: its own (a partial passed), or the request's."""
+
+    def __init__(self, parent: CancelToken | None) -> None:
+        super().__init__()
+        self._parent = parent
+
+    @property
+    def cancelled(self) -> bool:
+        own = super().cancelled
+        return own or (self._parent is not None and self._parent.cancelled)
 
 
 class _Stages:
@@ -268,6 +319,9 @@ class CompletionPipeline:
         self.context = context
         self._template: tuple[ModelInfo, FimTemplate | None] | None = None
         self._count_tokens = _TokenCounts(backend.count_tokens)
+        # Lints the buffer as it is while the model generates (see _lint_before).
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-lint")
+        self._pending_lint: Future[Any] | None = None
 
     def template(self) -> FimTemplate | None:
         """The FIM template for the backend's model (None: prefix-only), chosen once."""
@@ -325,8 +379,37 @@ class CompletionPipeline:
         assert isinstance(usage, Usage)
         return usage
 
-    def _verify(self, cursor: Cursor, text: str) -> Verdict:
+    def _checks_names(self, cursor: Cursor) -> bool:
+        """Whether verification rejects unknown names here (a half-generated one included)."""
+        verifier = self.verifier
+        return verifier is not None and verifier.settings.symbols and cursor.language == "python"
+
+    def _lint_before(self, cursor: Cursor) -> Future[Any] | None:
+        """Start ruff on the unedited buffer now, in parallel with generation.
+
+        Verification compares a candidate's diagnostics with the buffer's own; while the
+        user types, every request brings a new buffer, so that first lint (tens of
+        milliseconds) would otherwise be paid after generation, on the critical path.
+        """
+        verifier = self.verifier
+        if verifier is None or not verifier.settings.ruff or cursor.language != "python":
+            return None
+        path = cursor.abs_path or Path(cursor.path)
+        if self._pending_lint is not None:
+            self._pending_lint.cancel()  # a superseded buffer's lint is not worth waiting for
+        future = self._background.submit(
+            lambda: asyncio.run(verifier.ruff.diagnostics(cursor.text, path))
+        )
+        self._pending_lint = future
+        return future
+
+    def _verify(self, cursor: Cursor, text: str, before: Future[Any] | None = None) -> Verdict:
         assert self.verifier is not None
+        if before is not None and not before.cancelled():
+            try:
+                before.result(timeout=self.verifier.settings.ruff_timeout_s)
+            except Exception:  # the check itself reports a ruff that does not answer
+                logger.debug("linting the buffer ahead failed", exc_info=True)
         return self.verifier.check_sync(
             Document(
                 path=cursor.abs_path or Path(cursor.path),
@@ -361,7 +444,7 @@ class CompletionPipeline:
         snippets: Sequence[Snippet],
         template: FimTemplate | None,
         cancel: CancelToken | None,
-        deadline: float,
+        limits: _Limits,
         stages: _Stages,
         outcome: _Attempts,
     ) -> BuiltPrompt:
@@ -375,52 +458,108 @@ class CompletionPipeline:
             if cancel is not None and cancel.cancelled:
                 outcome.usage.finish_reason = "cancelled"
                 break
-            if time.monotonic() > deadline:
+            if time.monotonic() > limits.deadline:
                 outcome.usage.finish_reason = "deadline"
                 break
+            stop_early = _LinkedCancel(cancel)
             request = CompletionRequest(
                 prompt=built.prompt,
                 max_tokens=max_tokens,
                 stop=plan.stop,
                 stop_tokens=built.stop_tokens,
-                deadline=deadline,
-                cancel=cancel,
+                deadline=limits.deadline,
+                cancel=stop_early,
                 # The first candidate is greedy; later ones sample, so they differ.
                 temperature=settings.temperature if attempt == 0 else settings.sample_temperature,
                 seed=None if attempt == 0 else attempt,
             )
             stream = self.backend.complete(request)
-            raw = stream.text()
+            raw, early = self._consume(
+                stream, cursor, plan, limits.soft, stop_early, outcome, stages
+            )
             stages.mark("generate")
             outcome.add_usage(stream.usage, raw)
+            if early is not None:
+                outcome.usage.finish_reason = "deadline"  # stopped by the budget, not the user
+                outcome.accept(early, "accept" if self.verifier else "unchecked", outcome.unchecked)
+                break
             if stream.usage.finish_reason == "cancelled":
                 break
             if not raw and stream.usage.finish_reason == "stop":
                 break  # the model's best guess is to stop here: sampled tries rarely beat it
             cut_short = stream.usage.finish_reason == "deadline"
-            if cut_short:
-                raw = _without_partial_word(raw)
-            candidate = clean_completion(raw, cursor.prefix, cursor.suffix, plan)
-            if candidate is None:
-                continue
-            if self.verifier is None:
-                outcome.accept(candidate, "unchecked", [])
-                break
-            # A generation cut by the time budget may stop mid-expression: only its
-            # balanced forms ("json.load(f" -> "json.load") are tried.
-            tries = balanced_cuts(candidate) if cut_short else [candidate]
-            for form in tries:
-                verdict = self._verify(cursor, form)
-                stages.mark("verify")
-                outcome.reasons.extend(reason.label for reason in verdict.reasons)
-                if verdict.verdict == "accept":
-                    outcome.accept(form, "accept", verdict.unchecked)
-                    break
-                if verdict.verdict == "repair" and verdict.text:
-                    outcome.offer_repair(verdict.text)
-            if outcome.text is not None:
+            form = self._first_passing(cursor, plan, raw, outcome, stages, cut=cut_short)
+            if form is not None:
+                outcome.accept(form, "accept" if self.verifier else "unchecked", outcome.unchecked)
                 break
         return built
+
+    def _consume(
+        self,
+        stream: CompletionStream,
+        cursor: Cursor,
+        plan: CompletionPlan,
+        soft: float | None,
+        stop_early: _LinkedCancel,
+        outcome: _Attempts,
+        stages: _Stages,
+    ) -> tuple[str, str | None]:
+        """Read a generation; past the soft budget, the first verified partial ends it.
+
+        Verification runs here while the model worker goes on generating, so checking a
+        partial costs the user nothing when it fails. Returns (raw text, accepted form).
+        """
+        pieces: list[str] = []
+        for piece in stream:
+            pieces.append(piece)
+            if soft is None or time.monotonic() < soft or not piece.strip():
+                continue
+            partial = "".join(pieces)
+            # One check per piece (the longest balanced form), so checking keeps up with
+            # generation; the shorter forms get their turn when generation ends.
+            form = self._first_passing(cursor, plan, partial, outcome, stages, cut=True, tries=1)
+            if form is not None:
+                stop_early.cancel()
+                for rest in stream:  # at most a token more: the worker stops at once
+                    pieces.append(rest)
+                return partial, form
+        return "".join(pieces), None
+
+    def _first_passing(
+        self,
+        cursor: Cursor,
+        plan: CompletionPlan,
+        raw: str,
+        outcome: _Attempts,
+        stages: _Stages,
+        *,
+        cut: bool,
+        tries: int = 3,
+    ) -> str | None:
+        """The cleaned text (or, when ``cut`` short, its longest balanced form) that verifies."""
+        if cut and not self._checks_names(cursor):
+            # The last word may be cut in half; without a name check nothing catches that.
+            raw = _without_partial_word(raw)
+        candidate = clean_completion(raw, cursor.prefix, cursor.suffix, plan)
+        if candidate is None:
+            return None
+        if self.verifier is None:
+            return candidate
+        # A generation cut short may stop mid-expression: only its balanced forms
+        # ("json.load(f" -> "json.load") are tried.
+        for form in balanced_cuts(candidate, limit=tries) if cut else [candidate]:
+            if (cursor.offset, form) in outcome.checked:
+                continue  # a later piece often leaves the longest balanced form unchanged
+            outcome.checked.add((cursor.offset, form))
+            verdict = self._verify(cursor, form, outcome.lint_before)
+            stages.mark("verify")
+            outcome.reasons.extend(reason.label for reason in verdict.reasons)
+            if verdict.verdict == "accept":
+                outcome.unchecked = verdict.unchecked
+                return form
+            if verdict.verdict == "repair" and verdict.text:
+                outcome.offer_repair(verdict.text)
+        return None
 
     def complete(
         self,
@@ -429,34 +568,37 @@ class CompletionPipeline:
         cancel: CancelToken | None = None,
         *,
         budget: bool = True,
+        started: float | None = None,
     ) -> CompletionResult:
         """Generate, clean, verify and return one suggestion at the cursor.
 
         ``snippets`` None asks the pipeline's context source for them. ``budget`` False
         (the user asked explicitly) waits for the whole suggestion, up to the timeout.
+        ``started`` (monotonic) is when the request arrived, if earlier than now: the time
+        budget and the reported latency count from then.
         """
-        started = time.monotonic()
+        started = time.monotonic() if started is None else started
         request_id = next(_request_ids)
         settings = self.settings
         stages = _Stages(started)
+        stages.mark("queue")  # debounce and waiting for the model
         template = self.template()
         if snippets is None:
             snippets = self._snippets(cursor)
         stages.mark("context")
-        deadline = started + settings.timeout_s
-        if budget and settings.time_budget_s is not None:
-            deadline = min(deadline, started + settings.time_budget_s)
+        limits = _Limits.of(settings, started, budget=budget)
         outcome = _Attempts()
-        built = self._candidates(cursor, snippets, template, cancel, deadline, stages, outcome)
+        outcome.lint_before = self._lint_before(cursor)
+        built = self._candidates(cursor, snippets, template, cancel, limits, stages, outcome)
         lead = ""
-        if self._wants_next_line(cursor, outcome, cancel, deadline):
+        if self._wants_next_line(cursor, outcome, cancel, limits.deadline):
             # The line is done and the model's answer is "a new line": suggest that line.
             below = replace(
                 cursor,
                 text=cursor.text[: cursor.offset] + "\n" + cursor.text[cursor.offset :],
                 offset=cursor.offset + 1,
             )
-            self._candidates(below, snippets, template, cancel, deadline, stages, outcome)
+            self._candidates(below, snippets, template, cancel, limits, stages, outcome)
             lead = "\n"
         text = outcome.final_text()
         if text is not None:
@@ -481,16 +623,18 @@ class CompletionPipeline:
         )
         result.stages_ms = stages.spent
         logger.info(
-            "completion #%d %s: %d prompt tokens (%d evaluated), %d generated, %.0f ms (%s), %s; "
-            "context: %s",
+            "completion #%d %s: %d prompt tokens (%d evaluated), %d generated (%s), %.0f ms (%s), "
+            "%s; raw %r; context: %s",
             request_id,
             built.mode,
             result.prompt_tokens,
             result.prompt_tokens_evaluated,
             result.completion_tokens,
+            result.finish_reason,
             result.latency_ms,
             ", ".join(f"{name} {ms:.0f}" for name, ms in stages.spent.items()),
             f"{outcome.verdict} after {outcome.count} candidate(s)" if text else "nothing usable",
+            raw[:60],
             ", ".join(built.snippets_used) or "none",
         )
         return result

@@ -55,9 +55,11 @@ class CompletionSettings:
     max_tokens: int = 32
     max_tokens_multiline: int = 96
     candidates: int = 2
-    # Generation stops here and what it has is cleaned and verified (llama.vim caps its
-    # first request at 250 ms; Continue shows what it has at 300 ms).
-    time_budget_ms: int = 1500
+    # From here on, the first verified partial generation is shown (llama.vim caps its first
+    # request at 250 ms; Continue shows what it has at 300 ms) ...
+    time_budget_ms: int = 150
+    # ... and here an automatic request stops generating and shows what verifies, if anything.
+    max_wait_ms: int = 700
     # The most any request (an explicit one too) may take before generation stops.
     timeout_ms: int = 10000
     multiline: bool = True

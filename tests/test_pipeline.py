@@ -134,7 +134,9 @@ def test_balanced_cuts_end_where_brackets_close() -> None:
     assert balanced_cuts("\n    return cart.total(") == [
         "\n    return cart.total",
         "\n    return cart",
+        "\n    return",  # a keyword that may end a statement
     ]
+    assert balanced_cuts("x = a if b") == ["x = a if b", "x = a", "x"]  # never ends at "if"
 
 
 def test_a_generation_cut_by_the_budget_shows_its_longest_verified_form(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -178,3 +180,23 @@ def test_mid_line_an_empty_answer_stays_empty() -> None:
     backend = FakeBackend(respond=lambda p: "\nprint(x)")
     result = CompletionPipeline(backend).complete(Cursor("a.py", "python", text, len(text) - 1))
     assert result.text is None and len(backend.requests) == 1
+
+
+def test_past_the_budget_generation_goes_on_until_a_partial_verifies(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lint_bridge.api import CheckSettings
+    from lint_bridge.verify import Verifier
+    from lsp.pipeline import PipelineSettings
+
+    text = "import json\n\n\ndef load(f):\n    config = "
+    backend = FakeBackend(respond=lambda p: "(json .load( f )) + 1 + 2 + 3\n", token_delay=0.05)
+    pipeline = CompletionPipeline(
+        backend,
+        PipelineSettings(time_budget_s=0.01, max_wait_s=5.0, candidates=1),
+        verifier=Verifier(CheckSettings(ruff=False), workspace_root=tmp_path),
+    )
+    result = pipeline.complete(Cursor("a.py", "python", text, len(text)))
+    # "(json" and "(json .load(" have no balanced form; "(json .load( f ))" is the first.
+    assert result.text == "(json .load( f ))"
+    assert result.verdict == "accept"
+    request = backend.requests[0]
+    assert request.cancel is not None and request.cancel.cancelled  # generation was stopped
