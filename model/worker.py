@@ -29,6 +29,7 @@ _EXIT = {"op": "exit"}
 # Prompt tokens evaluated between two looks at the cancel flag (about 0.2-0.4 s on one core).
 _PREFILL_CHUNK = 64
 
+
 class _Protocol:
     """Writes replies on the protocol pipe; serialised because two threads write."""
 
