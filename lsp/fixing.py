@@ -19,8 +19,8 @@ from lint_bridge.api import Document, Splice
 from lint_bridge.fixes import FixVerdict, replacement_span, verify_fix
 from lint_bridge.ruff import RuffDiagnostic, RuffFix
 from lint_bridge.verify import Verifier
-from model.api import Backend, CancelToken, CompletionRequest, ModelInfo
-from model.fim import FimTemplate, select_template
+from model.api import Backend, CancelToken, CompletionRequest
+from model.fim import FimTemplate, TemplateChoice
 from model.postprocess import CompletionPlan, clean_completion, plan_completion
 from model.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt, comment_syntax
 
@@ -140,14 +140,11 @@ class FixPipeline:
         self.backend = backend
         self.verifier = verifier
         self.settings = settings or FixSettings()
-        self._template: tuple[ModelInfo, FimTemplate | None] | None = None
+        self._template = TemplateChoice(self.settings.fim_template)
 
     def template(self) -> FimTemplate | None:
         """The FIM template for the backend's model (None: prefix-only), chosen once."""
-        info = self.backend.info()
-        if self._template is None or self._template[0] != info:
-            self._template = (info, select_template(info, self.settings.fim_template))
-        return self._template[1]
+        return self._template.for_model(self.backend.info())
 
     def propose(
         self,

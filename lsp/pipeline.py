@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import keyword
 import logging
-import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -22,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from lint_bridge.api import Document, Splice, Verdict
 from lint_bridge.verify import Verifier
+from lsp.partials import balanced_cuts, without_partial_word
+from lsp.timing import Limits, LinkedCancel, Stages, TokenCounts
 from model.api import (
     Backend,
     CancelToken,
     CompletionRequest,
     CompletionStream,
-    ModelInfo,
     Usage,
 )
-from model.fim import FimTemplate, select_template
+from model.fim import FimTemplate, TemplateChoice
 from model.postprocess import CompletionPlan, clean_completion, plan_completion, single_line
 from model.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt
 
@@ -162,130 +159,6 @@ class _Attempts:
 
 
 ContextSource = Callable[["Cursor"], Sequence[Snippet]]
-# A generation cut by the time budget may end inside a word: that word is dropped.
-_PARTIAL_WORD = re.compile(r"[A-Za-z0-9_]+$")
-
-
-def _without_partial_word(text: str) -> str:
-    return _PARTIAL_WORD.sub("", text)
-
-
-_CUT_AFTER = re.compile(r"[\w)\]}'\"]")
-
-
-# Keywords a line may end with; every other keyword wants something after it.
-_ENDING_KEYWORDS = frozenset({"None", "True", "False", "pass", "break", "continue", "return"})
-
-
-def _dangling(word: str) -> bool:
-    return keyword.iskeyword(word) and word not in _ENDING_KEYWORDS
-
-
-def balanced_cuts(text: str, limit: int = 3) -> list[str]:
-    """Forms of a cut-off suggestion ending where its brackets and quotes balance.
-
-    The text itself comes first when it balances; then shorter forms, cut in the last line
-    only (earlier lines are whole); longest first, at most ``limit``. A suggestion cut
-    mid-call ("json.load(") may pass the syntax check, because the buffer is already
-    incomplete at the cursor while the user types: only balanced forms are offered.
-    """
-    head, _, last = text.rpartition("\n")
-    lead = head + "\n" if head or text.startswith("\n") else ""
-    cuts: list[str] = []
-    depth = 0
-    quote: str | None = None
-    for i, char in enumerate(last):
-        if quote is not None:
-            if char == quote and last[i - 1] != "\\":
-                quote = None
-            else:
-                continue
-        elif char in "\"'":
-            quote = char
-            continue
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-            if depth < 0:
-                break  # it closes a bracket of the buffer: nothing after is safe to keep
-        following = last[i + 1 : i + 2]
-        word_goes_on = following.isalnum() or following == "_"
-        if depth == 0 and _CUT_AFTER.match(char) and not word_goes_on:
-            word = _PARTIAL_WORD.search(last[: i + 1])
-            if word is None or not _dangling(word.group()):  # "x or" cannot end a line
-                cuts.append(lead + last[: i + 1])
-    return [cut for cut in reversed(cuts) if cut.strip()][:limit]
-
-
-@dataclass(frozen=True)
-class _Limits:
-    """When to start showing a verified partial (soft) and when to stop generating."""
-
-    soft: float | None
-    deadline: float
-
-    @staticmethod
-    def of(settings: PipelineSettings, started: float, *, budget: bool) -> _Limits:
-        deadline = started + settings.timeout_s
-        if not budget or settings.time_budget_s is None:
-            return _Limits(None, deadline)
-        if settings.max_wait_s is not None:
-            deadline = min(deadline, started + settings.max_wait_s)
-        return _Limits(min(deadline, started + settings.time_budget_s), deadline)
-
-
-class _LinkedCancel(CancelToken):
-    """One candidate's cancel signal: its own (a partial passed), or the request's."""
-
-    def __init__(self, parent: CancelToken | None) -> None:
-        super().__init__()
-        self._parent = parent
-
-    @property
-    def cancelled(self) -> bool:
-        own = super().cancelled
-        return own or (self._parent is not None and self._parent.cancelled)
-
-
-class _Stages:
-    """Milliseconds spent per stage of one completion (summed over candidates), for the log."""
-
-    def __init__(self, started: float) -> None:
-        self._last = started
-        self.spent: dict[str, float] = {}
-
-    def mark(self, stage: str) -> None:
-        now = time.monotonic()
-        self.spent[stage] = self.spent.get(stage, 0.0) + (now - self._last) * 1000
-        self._last = now
-
-
-class _TokenCounts:
-    """The backend's token counts, remembered: snippets and headers recur on every keystroke.
-
-    Each count is a round trip to the model worker, so a prompt of ten pieces would
-    otherwise cost ten of them before generation starts.
-    """
-
-    def __init__(self, count: Callable[[str], int], size: int = 512) -> None:
-        self._count = count
-        self._size = size
-        self._known: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, text: str) -> int:
-        with self._lock:
-            known = self._known.get(text)
-            if known is not None:
-                self._known.move_to_end(text)
-                return known
-        tokens = self._count(text)
-        with self._lock:
-            self._known[text] = tokens
-            while len(self._known) > self._size:
-                self._known.popitem(last=False)
-        return tokens
 
 
 def index_context(retriever: Retriever, *, semantic: bool = True) -> ContextSource:
@@ -317,18 +190,15 @@ class CompletionPipeline:
         self.settings = settings or PipelineSettings()
         self.verifier = verifier
         self.context = context
-        self._template: tuple[ModelInfo, FimTemplate | None] | None = None
-        self._count_tokens = _TokenCounts(backend.count_tokens)
+        self._template = TemplateChoice(self.settings.fim_template)
+        self._count_tokens = TokenCounts(backend.count_tokens)
         # Lints the buffer as it is while the model generates (see _lint_before).
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-lint")
         self._pending_lint: Future[Any] | None = None
 
     def template(self) -> FimTemplate | None:
         """The FIM template for the backend's model (None: prefix-only), chosen once."""
-        info = self.backend.info()
-        if self._template is None or self._template[0] != info:
-            self._template = (info, select_template(info, self.settings.fim_template))
-        return self._template[1]
+        return self._template.for_model(self.backend.info())
 
     def _snippets(self, cursor: Cursor) -> Sequence[Snippet]:
         if self.context is None:
@@ -444,8 +314,8 @@ class CompletionPipeline:
         snippets: Sequence[Snippet],
         template: FimTemplate | None,
         cancel: CancelToken | None,
-        limits: _Limits,
-        stages: _Stages,
+        limits: Limits,
+        stages: Stages,
         outcome: _Attempts,
     ) -> BuiltPrompt:
         """Generate, clean and verify candidates until one passes; results go to ``outcome``."""
@@ -461,7 +331,7 @@ class CompletionPipeline:
             if time.monotonic() > limits.deadline:
                 outcome.usage.finish_reason = "deadline"
                 break
-            stop_early = _LinkedCancel(cancel)
+            stop_early = LinkedCancel(cancel)
             request = CompletionRequest(
                 prompt=built.prompt,
                 max_tokens=max_tokens,
@@ -500,9 +370,9 @@ class CompletionPipeline:
         cursor: Cursor,
         plan: CompletionPlan,
         soft: float | None,
-        stop_early: _LinkedCancel,
+        stop_early: LinkedCancel,
         outcome: _Attempts,
-        stages: _Stages,
+        stages: Stages,
     ) -> tuple[str, str | None]:
         """Read a generation; past the soft budget, the first verified partial ends it.
 
@@ -531,7 +401,7 @@ class CompletionPipeline:
         plan: CompletionPlan,
         raw: str,
         outcome: _Attempts,
-        stages: _Stages,
+        stages: Stages,
         *,
         cut: bool,
         tries: int = 3,
@@ -539,7 +409,7 @@ class CompletionPipeline:
         """The cleaned text (or, when ``cut`` short, its longest balanced form) that verifies."""
         if cut and not self._checks_names(cursor):
             # The last word may be cut in half; without a name check nothing catches that.
-            raw = _without_partial_word(raw)
+            raw = without_partial_word(raw)
         candidate = clean_completion(raw, cursor.prefix, cursor.suffix, plan)
         if candidate is None:
             return None
@@ -580,13 +450,13 @@ class CompletionPipeline:
         started = time.monotonic() if started is None else started
         request_id = next(_request_ids)
         settings = self.settings
-        stages = _Stages(started)
+        stages = Stages(started)
         stages.mark("queue")  # debounce and waiting for the model
         template = self.template()
         if snippets is None:
             snippets = self._snippets(cursor)
         stages.mark("context")
-        limits = _Limits.of(settings, started, budget=budget)
+        limits = Limits.of(settings, started, budget=budget)
         outcome = _Attempts()
         outcome.lint_before = self._lint_before(cursor)
         built = self._candidates(cursor, snippets, template, cancel, limits, stages, outcome)

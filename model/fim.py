@@ -240,3 +240,17 @@ def _from_gguf(info: ModelInfo) -> FimTemplate:
         repo_name=(fim.get("repo") or None) if sep else None,
         stop_tokens=stops,
     )
+
+
+class TemplateChoice:
+    """The FIM template of whichever model a backend serves, chosen once per model."""
+
+    def __init__(self, override: str | None = None) -> None:
+        self.override = override
+        self._chosen: tuple[ModelInfo, FimTemplate | None] | None = None
+
+    def for_model(self, info: ModelInfo) -> FimTemplate | None:
+        """The template for ``info`` (None: prefix-only), remembered until the model changes."""
+        if self._chosen is None or self._chosen[0] != info:
+            self._chosen = (info, select_template(info, self.override))
+        return self._chosen[1]

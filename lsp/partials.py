@@ -1,0 +1,65 @@
+"""Cut-short generations: the forms of a partial suggestion worth verifying.
+
+A generation stopped by the time budget may end mid-word or mid-call; these helpers
+give its forms that can stand on their own ("json.load(f" -> "json.load").
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+# A generation cut by the time budget may end inside a word: that word is dropped.
+_PARTIAL_WORD = re.compile(r"[A-Za-z0-9_]+$")
+
+
+def without_partial_word(text: str) -> str:
+    return _PARTIAL_WORD.sub("", text)
+
+
+_CUT_AFTER = re.compile(r"[\w)\]}'\"]")
+
+
+# Keywords a line may end with; every other keyword wants something after it.
+_ENDING_KEYWORDS = frozenset({"None", "True", "False", "pass", "break", "continue", "return"})
+
+
+def _dangling(word: str) -> bool:
+    return keyword.iskeyword(word) and word not in _ENDING_KEYWORDS
+
+
+def balanced_cuts(text: str, limit: int = 3) -> list[str]:
+    """Forms of a cut-off suggestion ending where its brackets and quotes balance.
+
+    The text itself comes first when it balances; then shorter forms, cut in the last line
+    only (earlier lines are whole); longest first, at most ``limit``. A suggestion cut
+    mid-call ("json.load(") may pass the syntax check, because the buffer is already
+    incomplete at the cursor while the user types: only balanced forms are offered.
+    """
+    head, _, last = text.rpartition("\n")
+    lead = head + "\n" if head or text.startswith("\n") else ""
+    cuts: list[str] = []
+    depth = 0
+    quote: str | None = None
+    for i, char in enumerate(last):
+        if quote is not None:
+            if char == quote and last[i - 1] != "\\":
+                quote = None
+            else:
+                continue
+        elif char in "\"'":
+            quote = char
+            continue
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                break  # it closes a bracket of the buffer: nothing after is safe to keep
+        following = last[i + 1 : i + 2]
+        word_goes_on = following.isalnum() or following == "_"
+        if depth == 0 and _CUT_AFTER.match(char) and not word_goes_on:
+            word = _PARTIAL_WORD.search(last[: i + 1])
+            if word is None or not _dangling(word.group()):  # "x or" cannot end a line
+                cuts.append(lead + last[: i + 1])
+    return [cut for cut in reversed(cuts) if cut.strip()][:limit]
