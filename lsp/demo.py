@@ -135,9 +135,11 @@ async def run(repo: Path, file: str, workdir: Path) -> int:
     _say("--------------------")
     requests = status["requests"]
     _say(
-        f"latency    {latency_ms:.0f} ms request to reply; {status['tokens']['prompt']} prompt "
-        f"tokens, {requests['shown']} shown, verified before it was sent"
+        f"latency    {latency_ms:.0f} ms request to reply, the first in this file: its "
+        f"{status['tokens']['prompt']}-token prompt starts cold (typing along reuses it: "
+        "`make bench`)"
     )
+    _say(f"verified   {requests['shown']} shown; every suggestion sent has passed verification")
     return 0 if items else 1
 
 
