@@ -24,6 +24,12 @@ _ANSWERED = "$/apprentice/answeredInvalidRequest"
 class ApprenticeProtocol(LanguageServerProtocol):
     """pygls's protocol, answering requests it cannot decode instead of dropping them."""
 
+    def reply_parse_error(self, detail: str) -> None:
+        """The reply JSON-RPC prescribes to a message that is not JSON: error -32700, id null."""
+        # A plain dict: the attrs message type would drop the null id when serialised.
+        error = {"code": types.ErrorCodes.ParseError.value, "message": f"parse error: {detail}"}
+        self._send_data({"jsonrpc": "2.0", "id": None, "error": error})
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         """Decode one message; a request with bad params gets error -32602 at once."""
         try:

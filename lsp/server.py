@@ -7,6 +7,7 @@ fixes) and converts the answer with ``lsp.convert``. State lives on ``Apprentice
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from pathlib import Path
@@ -73,8 +74,14 @@ class ApprenticeServer(LanguageServer):
         """Protocol-level failures (malformed messages, a failing notification) are logged.
 
         pygls would show each one to the user as an error popup, which they cannot act on.
+        A body that is not JSON gets the JSON-RPC parse error reply (-32700, id null).
         """
         logger.error("%s: %s", getattr(source, "__name__", source), error)
+        protocol = self.protocol
+        if isinstance(error, json.JSONDecodeError | UnicodeDecodeError) and isinstance(
+            protocol, ApprenticeProtocol
+        ):
+            protocol.reply_parse_error(str(error))
 
     def document(self, uri: str) -> TextDocument | None:
         """An open document; None for one the client never opened (no guessing from disk)."""

@@ -212,6 +212,14 @@ async def test_garbage_is_logged_not_shown(raw: RawClient) -> None:
     assert shown == []
 
 
+async def test_a_body_that_is_not_json_gets_a_parse_error(raw: RawClient) -> None:
+    await raw.send_bytes(b"{this is not JSON")
+    await alive(raw, "after-parse-error")
+    errors = [m for m in raw.received if "error" in m and m.get("id") is None]
+    assert [e["error"]["code"] for e in errors] == [-32700]
+    assert "id" in errors[0]  # JSON-RPC wants an explicit null id here
+
+
 async def test_unknown_method_is_method_not_found(raw: RawClient) -> None:
     answer = await raw.call("u1", "apprentice/noSuchMethod", {})
     assert answer["error"]["code"] == -32601
