@@ -182,6 +182,7 @@ class CompletionService:
             self.stats.shown += 1
             return Suggestion(cached, from_cache=True)
         if self.engine.status.state != "ready":
+            self.engine.retry_if_due()
             self.stats.not_ready += 1
             return None
         ticket = _Ticket()

@@ -39,6 +39,8 @@ ModelState = Literal["idle", "loading", "ready", "error"]
 BackendFactory = Callable[[BackendSettings], Backend]
 Report = Callable[[str, str], None]  # (key, message): shown to the user once per key
 T = TypeVar("T")
+# How often a remote server that did not answer is tried again (on a completion request).
+REMOTE_RETRY_S = 30.0
 
 
 def backend_settings(settings: ServerSettings) -> BackendSettings:
@@ -120,6 +122,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-model")
         self._generation = 0  # bumped by every reload, so a stale load never installs itself
         self._warm_seq = 0
+        self._failed_at = 0.0
         # Told about every finished completion, cancelled ones included (token accounting).
         self.on_result: Callable[[CompletionResult], None] | None = None
         self._lock = threading.Lock()
@@ -168,7 +171,18 @@ class Engine:
         logger.error("%s", message)
         with self._lock:
             self.status = ModelStatus(state="error", error=str(error))
+            self._failed_at = time.monotonic()
         self.report("model", message)
+
+    def retry_if_due(self) -> None:
+        """A remote server that was down is tried again now and then (a local file is not:
+        it will not fix itself; a settings change reloads it)."""
+        if self.status.state != "error" or not self.settings.model.remote_url:
+            return
+        if time.monotonic() - self._failed_at < REMOTE_RETRY_S:
+            return
+        logger.info("trying the remote model server again")
+        self.start()
 
     def _pipeline(self, backend: Backend) -> CompletionPipeline:
         verify = self.settings.verify

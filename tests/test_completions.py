@@ -196,3 +196,38 @@ async def test_time_budget_cuts_generation_and_drops_the_partial_word() -> None:
     invoked = await service.suggest("doc", 2, cursor(CODE + " "), always_current, invoked=True)
     assert invoked is not None and invoked.text.endswith("default_configuration")
     service.engine.close()
+
+
+async def test_a_remote_server_that_was_down_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lsp.engine
+    from model.api import BackendUnavailableError
+
+    attempts: list[int] = []
+
+    def flaky(settings: BackendSettings) -> FakeBackend:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise BackendUnavailableError("connection refused")
+        return FakeBackend(respond=lambda p: "json.load(f)\n")
+
+    reports: list[str] = []
+    settings, _ = parse_settings(
+        {"model": {"remoteUrl": "http://127.0.0.1:9"}, "verify": {"ruff": False}}
+    )
+    engine = Engine(settings, root=None, report=lambda k, m: reports.append(k), factory=flaky)
+    service = CompletionService(engine, debounce_s=0)
+    await engine.start()
+    assert engine.status.state == "error" and reports == ["model"]
+    assert await service.suggest("doc", 1, cursor(), always_current) is None
+    assert len(attempts) == 1  # not retried on every keystroke
+    monkeypatch.setattr(lsp.engine, "REMOTE_RETRY_S", 0.0)
+    assert await service.suggest("doc", 2, cursor(), always_current) is None  # starts a retry
+    for _ in range(100):
+        if engine.status.state == "ready":
+            break
+        await asyncio.sleep(0.01)
+    assert engine.status.state == "ready"
+    assert await service.suggest("doc", 3, cursor(), always_current) is not None
+    engine.close()
