@@ -281,9 +281,18 @@ def _root_of(params: types.InitializeParams) -> Path | None:
     return None
 
 
+class _ClientGone(logging.Filter):
+    """Drops pygls's traceback per message written after the client closed the pipe."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, BrokenPipeError | ConnectionResetError)
+
+
 def build_server() -> ApprenticeServer:
     """The server with every handler registered."""
     server = ApprenticeServer()
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_ClientGone())
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: ApprenticeServer, params: types.InitializeParams) -> None:
