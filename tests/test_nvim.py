@@ -68,8 +68,9 @@ def _run_nvim(nvim: str, path: Path, line: int, tmp_path: Path) -> dict[str, Any
     settings = {
         "index": {"location": str(tmp_path / "index")},
         # This test is about the editor, not speed: on a slow shared machine reading the prompt
-        # alone can outlast the default budget, which would leave nothing to show.
-        "completion": {"timeBudgetMs": 30000},
+        # alone can outlast the default budget, which would leave nothing to show. No budget
+        # (Neovim's requests are automatic ones) and a generous overall timeout.
+        "completion": {"timeBudgetMs": 0, "timeoutMs": 60000},
     }
     env = {
         **os.environ,
