@@ -118,13 +118,15 @@ function M.execute(command, on_result, bufnr)
   return true
 end
 
---- Shows the server's `apprentice.status` (model, index, latency, request counters).
-function M.status()
-  local sent = M.execute('apprentice.status', function(err, result)
+--- Runs one of the server's commands; errors and a missing server are said, not thrown.
+---@param command string
+---@param on_result? fun(result: any)
+local function run_command(command, on_result)
+  local sent = M.execute(command, function(err, result)
     if err then
       vim.notify('Apprentice: ' .. err.message, vim.log.levels.ERROR)
-    else
-      vim.notify(vim.inspect(result), vim.log.levels.INFO)
+    elseif on_result then
+      on_result(result)
     end
   end)
   if not sent then
@@ -132,16 +134,16 @@ function M.status()
   end
 end
 
+--- Shows the server's `apprentice.status` (model, index, latency, request counters).
+function M.status()
+  run_command('apprentice.status', function(result)
+    vim.notify(vim.inspect(result), vim.log.levels.INFO)
+  end)
+end
+
 --- Asks the server to re-index the workspace.
 function M.reindex()
-  local sent = M.execute('apprentice.reindex', function(err)
-    if err then
-      vim.notify('Apprentice: ' .. err.message, vim.log.levels.ERROR)
-    end
-  end)
-  if not sent then
-    vim.notify('Apprentice: no server attached to this buffer', vim.log.levels.WARN)
-  end
+  run_command('apprentice.reindex')
 end
 
 --- A copy of `value` whose empty tables are JSON objects: Lua cannot tell `{}` from `[]`, and
