@@ -193,9 +193,6 @@ class IndexService:
             result["directory"] = str(index.directory)
             result["vectors"] = len(index.vectors) if index.vectors is not None else 0
         if self.last_report is not None:
-            result.setdefault("files", self.last_report.files)
-            result.setdefault("chunks", self.last_report.chunks)
-            result.setdefault("symbols", self.last_report.symbols)
             result["seconds"] = round(self.last_report.seconds, 3)
         if self.error:
             result["error"] = self.error

@@ -298,12 +298,10 @@ class CompletionPipeline:
             return False
         if outcome.usage.finish_reason != "stop" or (cancel is not None and cancel.cancelled):
             return False
-        line_prefix = cursor.prefix.rsplit("\n", 1)[-1]
-        line_suffix = cursor.suffix.split("\n", 1)[0]
         plan = self.plan(cursor)
         return (
-            bool(line_prefix.strip())
-            and not line_suffix.strip()
+            bool(cursor.prefix.rsplit("\n", 1)[-1].strip())
+            and not plan.line_suffix.strip()
             and not plan.multiline
             and time.monotonic() < deadline
         )

@@ -200,7 +200,7 @@ class ApprenticeServer(LanguageServer):
         version = doc.version or 0
 
         def is_current(asked: int) -> bool:
-            now = self.workspace.text_documents.get(doc.uri)
+            now = self.document(doc.uri)
             return now is not None and (now.version or 0) == asked
 
         return await self.completions.suggest(doc.uri, version, cursor, is_current, invoked=invoked)
@@ -338,7 +338,7 @@ def build_server() -> ApprenticeServer:
             rel = Path(path).resolve().relative_to(ls.root).as_posix()
         except ValueError:
             return  # outside the workspace
-        doc = ls.workspace.text_documents.get(params.text_document.uri)
+        doc = ls.document(params.text_document.uri)
         text = params.text if params.text is not None else (doc.source if doc else None)
         await ls.index.update_file(rel, text)
 

@@ -208,6 +208,16 @@ class _Engine:
         evaluated.detach()
         return usage
 
+    def _cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the KV cache already holds."""
+        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        common = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        return common
+
     def _prefill(
         self, tokens: list[int], inbox: _Inbox, request_id: int, deadline: float | None
     ) -> tuple[int, str | None]:
@@ -219,12 +229,7 @@ class _Engine:
         tokens evaluated and the reason it stopped early (None: it did not).
         """
         target = tokens[:-1]
-        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-        common = 0
-        for a, b in zip(cached, target, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = self._cached_prefix(target)
         if common == len(target):
             return 0, None
         self.llm.n_tokens = common
@@ -287,12 +292,7 @@ class _Engine:
     def warm(self, message: dict[str, Any]) -> dict[str, Any]:
         """Evaluate a prompt into the KV cache without sampling (pre-warming)."""
         tokens = self.tokens_for(message["prompt"])[: self.llm.n_ctx() - 1]
-        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-        common = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = self._cached_prefix(tokens)
         if common < len(tokens):
             self.llm.n_tokens = common
             self.llm.eval(tokens[common:])
