@@ -381,7 +381,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
     serve.add_argument("--log-file", help="also write the log here (it always goes to stderr)")
     serve.set_defaults(handler=cmd_serve)
+    for register in _feature_commands():
+        register(commands, model_commands)
     return parser
+
+
+def _feature_commands() -> list[Callable[..., None]]:
+    """Sub-commands that live in their own modules, each exposing ``add_commands``.
+
+    Each module's import must stay light: ``apprentice --help`` builds every parser.
+    """
+    import importlib
+
+    return [importlib.import_module(name).add_commands for name in _FEATURE_MODULES]
+
+
+# Each adds its parsers to ``commands`` (top level) and ``model_commands`` (``apprentice model``).
+_FEATURE_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
