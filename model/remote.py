@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import json
 import logging
 import math
@@ -91,6 +92,25 @@ def _parse_base_url(base_url: str) -> _Endpoint:
     return _Endpoint(parts.scheme, parts.hostname, port, netloc, prefix)
 
 
+def _refuse_plain_http_key(endpoint: _Endpoint) -> None:
+    """An API key travels in clear over http: only to this machine, never across a network."""
+    if endpoint.scheme == "https" or _is_loopback(endpoint.host):
+        return
+    raise BackendUnavailableError(
+        f"refusing to send {API_KEY_ENV} over plain http to {endpoint.host}: use an https URL "
+        "(or a server on this machine)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: DNS could point it anywhere
+
+
 class RemoteBackend:
     """A Backend that streams from llama.cpp's server, llama_cpp.server, vLLM or Ollama."""
 
@@ -107,6 +127,8 @@ class RemoteBackend:
         self._endpoint = _parse_base_url(base_url)
         self._model = model or None
         self._api_key = api_key or os.environ.get(API_KEY_ENV) or None
+        if self._api_key:
+            _refuse_plain_http_key(self._endpoint)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._context_length = context_length
