@@ -113,6 +113,22 @@ KNOWN_TEMPLATES: Mapping[str, FimTemplate] = _known(
     ),
 )
 
+# Families taught by ``apprentice train``: never chosen from a vocabulary alone (Gemma's
+# ``<unusedN>`` tokens exist in every Gemma 3, trained or not), only when a checkpoint
+# declares its family (``completion.fimTemplate``). Suffix first, then the prefix, and the
+# middle continues the prefix as plain left-to-right text; ``<unused2>`` ends the middle.
+STUDENT_FAMILY = "apprentice-gemma3"
+TRAINED_TEMPLATES: Mapping[str, FimTemplate] = _known(
+    FimTemplate(
+        family=STUDENT_FAMILY,
+        prefix="<unused0>",
+        suffix="<unused1>",
+        middle=None,
+        order="spm",
+        stop_tokens=("<unused2>", "<eos>"),
+    ),
+)
+
 _ALIASES: Mapping[str, str] = MappingProxyType(
     {"qwen": "qwen2.5-coder", "qwen2.5": "qwen2.5-coder", "deepseek": "deepseek-coder"}
 )
@@ -123,17 +139,28 @@ _AUTO = frozenset({"", "auto"})
 def all_markers() -> frozenset[str]:
     """Every marker string of every known family, for the backend to check as single tokens."""
     found: set[str] = set()
-    for template in KNOWN_TEMPLATES.values():
+    for template in (*KNOWN_TEMPLATES.values(), *TRAINED_TEMPLATES.values()):
         for marker in (*template.inserted_markers(), *template.stop_tokens):
             found.update(template.spellings(marker))
     return frozenset(found)
 
 
+def canonical_family(name: str) -> str:
+    """A family name as ``KNOWN_TEMPLATES`` keys it (aliases such as ``qwen`` resolved)."""
+    name = name.strip().lower()
+    return _ALIASES.get(name, name)
+
+
 def select_template(info: ModelInfo, override: str | None = None) -> FimTemplate | None:
-    """The FIM template for ``info`` (None: prefix-only prompts); ``override`` forces a family."""
+    """The FIM template for ``info`` (None: prefix-only prompts); ``override`` forces a family.
+
+    Without an override, a template the model's checkpoint declares wins over detection.
+    """
     available = info.special_tokens | {v for v in info.fim_tokens.values() if v}
     if override is not None and override.strip().lower() not in _AUTO:
         return _forced(info, override.strip().lower(), available)
+    if info.fim_declared:
+        return _declared(info, available)
     fim = info.fim_tokens
     if all(fim.get(role) for role in ("prefix", "suffix", "middle")):
         # The GGUF names the model's own FIM tokens: prefer a family that uses exactly those,
@@ -156,9 +183,10 @@ def select_template(info: ModelInfo, override: str | None = None) -> FimTemplate
 def _forced(info: ModelInfo, name: str, available: frozenset[str]) -> FimTemplate | None:
     if name in _PREFIX_ONLY:
         return None
-    template = KNOWN_TEMPLATES.get(_ALIASES.get(name, name))
+    family = _ALIASES.get(name, name)
+    template = KNOWN_TEMPLATES.get(family) or TRAINED_TEMPLATES.get(family)
     if template is None:
-        known = ", ".join([*KNOWN_TEMPLATES, "none"])
+        known = ", ".join([*KNOWN_TEMPLATES, *TRAINED_TEMPLATES, "none"])
         raise ValueError(f"unknown FIM template {name!r}; choose one of: {known}")
     if not info.vocabulary_checked:
         return template  # a remote model: the configuration is all we know
@@ -174,6 +202,27 @@ def _forced(info: ModelInfo, name: str, available: frozenset[str]) -> FimTemplat
             f"its tokenizer lacks {', '.join(missing)} as single tokens"
         )
     return resolved
+
+
+def _declared(info: ModelInfo, available: frozenset[str]) -> FimTemplate | None:
+    """A checkpoint's template, its markers checked as single tokens where that is known."""
+    template = info.fim_template
+    if template is None or not info.vocabulary_checked:
+        return template
+    needed = (template.prefix, template.suffix, template.middle)
+    missing = [m for m in needed if m is not None and m not in available]
+    if missing:
+        raise ValueError(
+            f"the checkpoint's FIM template does not fit model {info.name!r}: "
+            f"its tokenizer lacks {', '.join(missing)} as single tokens"
+        )
+    file_sep = template.file_sep if template.file_sep in available else None
+    return replace(
+        template,
+        file_sep=file_sep,
+        repo_name=template.repo_name if file_sep and template.repo_name in available else None,
+        stop_tokens=tuple(t for t in template.stop_tokens if t in available),
+    )
 
 
 def _best(candidates: Iterable[FimTemplate], available: frozenset[str]) -> FimTemplate | None:
