@@ -26,9 +26,19 @@ class ApprenticeProtocol(LanguageServerProtocol):
 
     def reply_parse_error(self, detail: str) -> None:
         """The reply JSON-RPC prescribes to a message that is not JSON: error -32700, id null."""
+        self.reply_error(None, types.ErrorCodes.ParseError.value, f"parse error: {detail}")
+
+    def reply_invalid_request(self, msg_id: int | str | None, detail: str) -> None:
+        """Error -32600 for a message refused before it was decoded (bad framing)."""
+        self.reply_error(
+            msg_id, types.ErrorCodes.InvalidRequest.value, f"invalid request: {detail}"
+        )
+
+    def reply_error(self, msg_id: int | str | None, code: int, message: str) -> None:
+        """An error reply, also to id null (which the attrs message types cannot send)."""
         # A plain dict: the attrs message type would drop the null id when serialised.
-        error = {"code": types.ErrorCodes.ParseError.value, "message": f"parse error: {detail}"}
-        self._send_data({"jsonrpc": "2.0", "id": None, "error": error})
+        error = {"code": code, "message": message}
+        self._send_data({"jsonrpc": "2.0", "id": msg_id, "error": error})
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         """Decode one message; a request with bad params gets error -32602 at once."""
