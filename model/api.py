@@ -6,7 +6,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from model.fim import FimTemplate
 
 
 class ModelError(Exception):
@@ -141,7 +144,8 @@ class ModelInfo:
     reads from the GGUF (``prefix``, ``suffix``, ``middle``, ``pad``, ``repo``,
     ``sep``) to their token text. ``vocabulary_checked`` is False where the
     tokenizer is out of reach (a remote server): a configured FIM family is then
-    trusted as it is.
+    trusted as it is. ``fim_declared`` True: a checkpoint declared ``fim_template`` (None:
+    prefix-only), used unless the user forces a template.
     """
 
     name: str
@@ -150,6 +154,8 @@ class ModelInfo:
     special_tokens: frozenset[str] = frozenset()
     fim_tokens: dict[str, str] = field(default_factory=dict)
     vocabulary_checked: bool = True
+    fim_declared: bool = False
+    fim_template: FimTemplate | None = None
 
 
 @runtime_checkable

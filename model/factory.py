@@ -1,11 +1,11 @@
-"""Build the configured Backend: the embedded model, a user GGUF (plus LoRA), or a remote server."""
+"""Build the configured Backend: the embedded model, a checkpoint, a GGUF (+LoRA), or a remote."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from model.api import Backend
+from model.checkpoint import Policy, ResolvedModel, resolve_model
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,18 @@ class BackendSettings:
     n_threads: int | None = None
     n_gpu_layers: int = 0
     request_timeout: float = 30.0
+    # What model_path names, already resolved and verified (resolve_model); None: resolved
+    # here from model_path and lora_path under the signature policy below.
+    resolved: ResolvedModel | None = None
+    trusted_keys: tuple[str, ...] = ()
+    require_signature: bool = False
+
+    def resolve(self) -> ResolvedModel:
+        """The local model these settings name, verified (CheckpointError when it fails)."""
+        if self.resolved is not None:
+            return self.resolved
+        policy = Policy.from_specs(self.trusted_keys, self.require_signature)
+        return resolve_model(self.model_path, lora=self.lora_path, policy=policy)
 
 
 def create_backend(settings: BackendSettings) -> Backend:
@@ -33,14 +45,21 @@ def create_backend(settings: BackendSettings) -> Backend:
             read_timeout=settings.request_timeout,
             context_length=settings.n_ctx,
         )
-    from model.default_model import resolve_model_path
     from model.llama_backend import LlamaConfig, LlamaCppBackend
 
+    resolved = settings.resolve()
+    n_ctx = settings.n_ctx
+    if resolved.context_length:
+        n_ctx = min(n_ctx, resolved.context_length)
     config = LlamaConfig(
-        model_path=resolve_model_path(settings.model_path),
-        n_ctx=settings.n_ctx,
+        model_path=resolved.gguf,
+        n_ctx=n_ctx,
         n_threads=settings.n_threads,
         n_gpu_layers=settings.n_gpu_layers,
-        lora_path=Path(settings.lora_path).expanduser() if settings.lora_path else None,
+        loras=tuple((lora.path, lora.scale) for lora in resolved.loras),
+        stops=resolved.stops,
+        fim_declared=resolved.fim_declared,
+        fim_template=resolved.fim,
+        name=resolved.manifest.label if resolved.manifest else None,
     )
     return LlamaCppBackend(config)

@@ -151,6 +151,12 @@ def canonical_family(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
+def family_template(name: str) -> FimTemplate | None:
+    """The template of a known or trained family by name (aliases allowed), else None."""
+    family = canonical_family(name)
+    return KNOWN_TEMPLATES.get(family) or TRAINED_TEMPLATES.get(family)
+
+
 def select_template(info: ModelInfo, override: str | None = None) -> FimTemplate | None:
     """The FIM template for ``info`` (None: prefix-only prompts); ``override`` forces a family.
 

@@ -121,6 +121,10 @@ class GgufInfo:
     fim_token_ids: dict[str, int] = field(default_factory=dict)
     fim_tokens: dict[str, str] = field(default_factory=dict)
     known_fim_markers: frozenset[str] = frozenset()
+    # name -> (dims, ggml type name): the tensor layout, for adapter-vs-base checks
+    tensors: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    token_texts: dict[int, str] = field(default_factory=dict)  # the ids asked for by token_ids
+    marker_ids: dict[str, int] = field(default_factory=dict)  # each marker found -> its id
 
     @property
     def quantization(self) -> str:
@@ -217,10 +221,13 @@ class _Reader:
 
     def scan_strings(
         self, count: int, want_ids: Set[int], want_texts: Set[bytes]
-    ) -> tuple[dict[int, bytes], set[bytes]]:
-        """Walk a string array, keeping only wanted entries; the hot loop for 262k-token vocabs."""
+    ) -> tuple[dict[int, bytes], dict[bytes, int]]:
+        """Walk a string array, keeping only wanted entries; the hot loop for 262k-token vocabs.
+
+        Returns the texts of ``want_ids`` and the first id of each of ``want_texts`` found.
+        """
         found: dict[int, bytes] = {}
-        seen: set[bytes] = set()
+        seen: dict[bytes, int] = {}
         lengths = {len(t) for t in want_texts}
         buf, pos = self._buf, self._pos
         for i in range(count):
@@ -240,8 +247,8 @@ class _Reader:
                 text = buf[pos : pos + n]
                 if i in want_ids:
                     found[i] = text
-                if text in want_texts:
-                    seen.add(text)
+                if text in want_texts and text not in seen:
+                    seen[text] = i
             pos += n
         self._pos = pos
         return found, seen
@@ -343,13 +350,19 @@ def _open_checked(path: Path) -> tuple[BinaryIO, int]:
         raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
 
 
-def read_gguf(path: str | os.PathLike[str], *, markers: Iterable[str] = ()) -> GgufInfo:
-    """Read a GGUF file's header and metadata, checking that its tensor data is all present."""
+def read_gguf(
+    path: str | os.PathLike[str], *, markers: Iterable[str] = (), token_ids: Iterable[int] = ()
+) -> GgufInfo:
+    """Read a GGUF file's header and metadata, checking that its tensor data is all present.
+
+    ``markers``: strings to look for in the vocabulary (``known_fim_markers``);
+    ``token_ids``: ids whose token text to return (``token_texts``).
+    """
     p = Path(path).expanduser()
     f, size = _open_checked(p)
     try:
         with f:
-            return _parse(_Reader(f, size, p), p, size, markers)
+            return _parse(_Reader(f, size, p), p, size, markers, frozenset(token_ids))
     except ModelError:
         raise
     except OSError as exc:
@@ -364,7 +377,9 @@ def validate_gguf(path: str | os.PathLike[str], *, markers: Iterable[str] = ()) 
     return read_gguf(path, markers=markers)
 
 
-def _parse(r: _Reader, p: Path, size: int, markers: Iterable[str]) -> GgufInfo:
+def _parse(
+    r: _Reader, p: Path, size: int, markers: Iterable[str], token_ids: frozenset[int]
+) -> GgufInfo:
     head = r.read(min(size, 64))
     if not head.startswith(GGUF_MAGIC):
         if 0 < size < len(GGUF_MAGIC) and GGUF_MAGIC.startswith(head):
@@ -392,7 +407,7 @@ def _parse(r: _Reader, p: Path, size: int, markers: Iterable[str]) -> GgufInfo:
     arrays: dict[str, tuple[str, int]] = {}
     tokens_at: tuple[int, int] | None = None  # (file offset of the first entry, count)
     token_texts: dict[int, bytes] = {}
-    seen_markers: set[bytes] = set()
+    seen_markers: dict[bytes, int] = {}
     for i in range(kv_count):
         r.context = f"metadata entry #{i}"
         key = r.string()
@@ -408,7 +423,7 @@ def _parse(r: _Reader, p: Path, size: int, markers: Iterable[str]) -> GgufInfo:
                 tokens_at = (r.tell(), n)
                 # FIM ids usually come after the vocab, so only ids already known are
                 # collected here; a second, targeted pass picks up the rest.
-                want = {v for v in _fim_ids(metadata).values() if 0 <= v < n}
+                want = {v for v in (*_fim_ids(metadata).values(), *token_ids) if 0 <= v < n}
                 token_texts, seen_markers = r.scan_strings(n, want, wanted_markers)
                 arrays[key] = ("string", n)
                 continue
@@ -417,7 +432,8 @@ def _parse(r: _Reader, p: Path, size: int, markers: Iterable[str]) -> GgufInfo:
 
     vocab_size = tokens_at[1] if tokens_at else 0
     fim_ids = {role: v for role, v in _fim_ids(metadata).items() if 0 <= v < vocab_size}
-    missing = {v for v in fim_ids.values() if v not in token_texts}
+    asked = {v for v in token_ids if 0 <= v < vocab_size}
+    missing = {v for v in (*fim_ids.values(), *asked) if v not in token_texts}
     if missing and tokens_at is not None:
         resume = r.tell()
         r.seek(tokens_at[0])
@@ -430,7 +446,10 @@ def _parse(r: _Reader, p: Path, size: int, markers: Iterable[str]) -> GgufInfo:
     if alignment <= 0 or alignment & (alignment - 1):
         raise InvalidModelError(f"{p}: corrupt GGUF file: general.alignment is {alignment}")
 
-    params, tensor_type, data_offset = _read_tensor_infos(r, p, size, tensor_count, alignment)
+    tensors: dict[str, tuple[tuple[int, ...], str]] = {}
+    params, tensor_type, data_offset = _read_tensor_infos(
+        r, p, size, tensor_count, alignment, tensors
+    )
 
     arch = str(metadata.get("general.architecture", ""))
     name = metadata.get("general.name")
@@ -463,6 +482,11 @@ def _parse(r: _Reader, p: Path, size: int, markers: Iterable[str]) -> GgufInfo:
         fim_token_ids=fim_ids,
         fim_tokens=fim_tokens,
         known_fim_markers=frozenset(m.decode("utf-8") for m in seen_markers),
+        marker_ids={m.decode("utf-8"): i for m, i in seen_markers.items()},
+        tensors=tensors,
+        token_texts={
+            v: token_texts[v].decode("utf-8", errors="replace") for v in asked if v in token_texts
+        },
     )
 
 
@@ -478,9 +502,14 @@ def _fim_ids(metadata: dict[str, Scalar]) -> dict[str, int]:
 
 
 def _read_tensor_infos(
-    r: _Reader, p: Path, size: int, count: int, alignment: int
+    r: _Reader,
+    p: Path,
+    size: int,
+    count: int,
+    alignment: int,
+    layout: dict[str, tuple[tuple[int, ...], str]],
 ) -> tuple[int, str, int]:
-    """Walk the tensor infos; return (parameter count, dominant type, data offset)."""
+    """Walk the tensor infos into ``layout``; return (parameters, dominant type, data offset)."""
     params = 0
     weight_types: Counter[str] = Counter()
     names: set[str] = set()
@@ -516,6 +545,7 @@ def _read_tensor_infos(
             if dims and dims[0] % block:
                 raise r.corrupt(f"has a row of {dims[0]} elements, not a multiple of {block}")
             nbytes = elements // block * block_bytes
+        layout[tname] = (tuple(dims), type_name)
         if n_dims >= 2:
             weight_types[type_name] += 1
         if offset + nbytes > data_end:

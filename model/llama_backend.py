@@ -27,7 +27,7 @@ from model.api import (
     SpecialToken,
     Usage,
 )
-from model.fim import all_markers
+from model.fim import FimTemplate, all_markers
 from model.gguf import read_gguf
 from model.hardware import default_threads
 
@@ -48,6 +48,12 @@ class LlamaConfig:
     n_gpu_layers: int = 0
     lora_path: Path | None = None
     n_batch: int = 512
+    # A checkpoint's adapters (path, scale), extra text stops, declared FIM template and name.
+    loras: tuple[tuple[Path, float], ...] = ()
+    stops: tuple[str, ...] = ()
+    fim_declared: bool = False
+    fim_template: FimTemplate | None = None
+    name: str | None = None
     load_timeout: float = 180.0
 
 
@@ -168,8 +174,16 @@ class LlamaCppBackend:
             self._worker.stop()
             self._worker = None
         gguf = read_gguf(self.config.model_path)  # clear errors before llama.cpp sees the file
-        if self.config.lora_path is not None and not self.config.lora_path.is_file():
-            raise InvalidModelError(f"LoRA adapter not found: {self.config.lora_path}")
+        loras = list(self.config.loras)
+        if self.config.lora_path is not None:
+            loras.append((self.config.lora_path, 1.0))
+        for lora, _ in loras:
+            if not lora.is_file():
+                raise InvalidModelError(f"LoRA adapter not found: {lora}")
+        markers = set(all_markers())
+        declared = self.config.fim_template
+        if declared is not None:
+            markers.update((*declared.inserted_markers(), *declared.stop_tokens))
         worker = _Worker(self._command)
         threads = self.config.n_threads or default_threads()
         load = {
@@ -180,8 +194,8 @@ class LlamaCppBackend:
             "n_threads_batch": self.config.n_threads_batch or threads,
             "n_gpu_layers": self.config.n_gpu_layers,
             "n_batch": self.config.n_batch,
-            "lora_path": str(self.config.lora_path) if self.config.lora_path else None,
-            "markers": sorted(all_markers()),
+            "loras": [[str(path), scale] for path, scale in loras],
+            "markers": sorted(markers),
         }
         started = time.monotonic()
         reply = self._call(worker, load, timeout=self.config.load_timeout)
@@ -194,11 +208,13 @@ class LlamaCppBackend:
             raise self._load_failure
         data = reply["info"]
         self._info = ModelInfo(
-            name=str(data["name"]),
+            name=self.config.name or str(data["name"]),
             architecture=str(data["architecture"]),
             context_length=int(data["context_length"]),
             special_tokens=frozenset(data["special_tokens"]),
             fim_tokens=dict(data["fim_tokens"]),
+            fim_declared=self.config.fim_declared,
+            fim_template=declared,
         )
         logger.info(
             "loaded %s (%s) in %.2fs with %d threads, %d GPU layers",
@@ -299,7 +315,7 @@ class LlamaCppBackend:
                     "id": request_id,
                     "prompt": _encode(request.prompt),
                     "max_tokens": request.max_tokens,
-                    "stop": list(request.stop),
+                    "stop": [*request.stop, *self.config.stops],
                     "stop_tokens": [token.text for token in request.stop_tokens],
                     "seconds_left": request.seconds_left(),
                     "temperature": request.temperature,

@@ -96,8 +96,29 @@ class _Engine:
         if options.get("lora_path"):
             kwargs["lora_path"] = options["lora_path"]
         self.llm = llama_cpp.Llama(**kwargs)
+        self._set_adapters([(str(p), float(s)) for p, s in options.get("loras") or []])
         self._vocab = self.llm._model.vocab
         self.markers = self._single_token_markers(options.get("markers", []))
+
+    def _set_adapters(self, loras: list[tuple[str, float]]) -> None:
+        """Apply LoRA adapters, each at its own scale (``Llama`` itself takes only one)."""
+        if not loras:
+            return
+        import ctypes
+
+        llama_cpp = self._llama_cpp
+        adapters = []
+        for path, _ in loras:
+            adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, path.encode())
+            if adapter is None:
+                raise ValueError(f"llama.cpp could not load the LoRA adapter {path}")
+            adapters.append(adapter)
+        # Freed with the model (llama.cpp owns adapters it initialised for a model).
+        self._adapters = adapters
+        array = (llama_cpp.llama_adapter_lora_p_ctypes * len(adapters))(*adapters)
+        scales = (ctypes.c_float * len(loras))(*(scale for _, scale in loras))
+        if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, array, len(adapters), scales):
+            raise ValueError("llama.cpp could not apply the LoRA adapters")
 
     def _single_token_markers(self, markers: list[str]) -> dict[str, int]:
         """Marker strings the tokenizer encodes as exactly one token, with their ids."""
