@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lint_bridge.safety import hazards
 from lsp.engine import Engine
 from lsp.pipeline import CompletionResult, Cursor
 from model.api import CancelToken
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 # llama.vim scans back 128 characters.
 TYPE_AHEAD_REACH = 128
 _ENTRIES_PER_DOCUMENT = 16
+_TYPED_WORD = re.compile(r"[\w.]+\Z")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Stats:
     stale: int = 0
     cache_hits: int = 0
     not_ready: int = 0
+    held_back: int = 0
     prompt_tokens: int = 0
     evaluated_tokens: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=500))
@@ -114,6 +118,7 @@ class Stats:
                 "stale": self.stale,
                 "cache_hits": self.cache_hits,
                 "not_ready": self.not_ready,
+                "held_back": self.held_back,
             },
             "tokens": {"prompt": self.prompt_tokens, "evaluated": self.evaluated_tokens},
             "latency": self.latency(),
@@ -177,6 +182,9 @@ class CompletionService:
         if previous is not None:
             previous.supersede()
         cached = self.cache.lookup(key, cursor.prefix, cursor.suffix)
+        if cached is not None and not invoked and _held_back(cached, cursor, "(cached)"):
+            self.stats.held_back += 1
+            return None
         if cached is not None:
             self.stats.cache_hits += 1
             self.stats.shown += 1
@@ -203,7 +211,7 @@ class CompletionService:
         finally:
             if self._active.get(key) is ticket:
                 del self._active[key]
-        return self._settle(key, version, cursor, result, ticket, is_current, started)
+        return self._settle(key, version, cursor, result, ticket, is_current, started, invoked)
 
     def _settle(
         self,
@@ -214,6 +222,7 @@ class CompletionService:
         ticket: _Ticket,
         is_current: Callable[[int], bool],
         started: float,
+        invoked: bool,
     ) -> Suggestion | None:
         if ticket.superseded:
             self.stats.superseded += 1
@@ -222,6 +231,9 @@ class CompletionService:
             self.stats.empty += 1
             return None
         self.cache.store(key, cursor.prefix, cursor.suffix, result.text)
+        if not invoked and _held_back(result.text, cursor, f"#{result.request_id}"):
+            self.stats.held_back += 1
+            return None
         if not is_current(version):
             self.stats.stale += 1
             logger.info("completion #%d dropped: the document changed", result.request_id)
@@ -236,3 +248,18 @@ class CompletionService:
         if ticket is not None:
             ticket.supersede()
         self.cache.forget(key)
+
+
+def _held_back(text: str, cursor: Cursor, which: str) -> bool:
+    """Whether a suggestion waits for an explicit request (lint_bridge.safety); logs why.
+
+    The word being typed counts as part of the suggestion (``sub`` + ``process.run(...)``).
+    """
+    typed = _TYPED_WORD.search(cursor.text[max(0, cursor.offset - 200) : cursor.offset])
+    found = hazards((typed.group(0) if typed else "") + text, cursor.text)
+    if not found:
+        return False
+    reasons = sorted({hazard.reason for hazard in found})
+    logger.info("completion %s not shown automatically: %s", which, "; ".join(reasons))
+    logger.debug("completion %s held back for %s", which, [h.detail for h in found])
+    return True
