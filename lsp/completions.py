@@ -133,6 +133,11 @@ class Suggestion:
     from_cache: bool
     result: CompletionResult | None = None
 
+    @property
+    def replaced(self) -> int:
+        """Characters before the cursor the suggestion replaces (0: inserted at it)."""
+        return self.result.replaced if self.result is not None else 0
+
 
 class _Ticket:
     """One request in flight for a document; a newer request supersedes it."""
@@ -230,7 +235,8 @@ class CompletionService:
         if result is None or not result.text:
             self.stats.empty += 1
             return None
-        self.cache.store(key, cursor.prefix, cursor.suffix, result.text)
+        if not result.replaced:  # typing along replays insertions at the cursor only
+            self.cache.store(key, cursor.prefix, cursor.suffix, result.text)
         if not invoked and _held_back(result.text, cursor, f"#{result.request_id}"):
             self.stats.held_back += 1
             return None

@@ -70,17 +70,23 @@ def cursor_at(doc: TextDocument, position: types.Position, root: Path | None) ->
     )
 
 
-def inline_items(text: str, position: types.Position) -> types.InlineCompletionList:
-    """One inline suggestion inserted at the cursor (an empty range on the cursor line)."""
-    item = types.InlineCompletionItem(
-        insert_text=text,
-        range=types.Range(start=position, end=position),
-    )
+def _range_before(position: types.Position, replaced: int) -> types.Range:
+    """From ``replaced`` characters before the cursor (whitespace: one unit each) to it."""
+    start = types.Position(position.line, max(0, position.character - replaced))
+    return types.Range(start=start, end=position)
+
+
+def inline_items(
+    text: str, position: types.Position, replaced: int = 0
+) -> types.InlineCompletionList:
+    """One inline suggestion: inserted at the cursor, or replacing the ``replaced``
+    whitespace characters before it (a dedent after auto-indent, a line above)."""
+    item = types.InlineCompletionItem(insert_text=text, range=_range_before(position, replaced))
     return types.InlineCompletionList(items=[item])
 
 
 def completion_items(
-    text: str, position: types.Position, label_prefix: str
+    text: str, position: types.Position, label_prefix: str, replaced: int = 0
 ) -> types.CompletionList:
     """The suggestion as one completion item for clients without inline completion.
 
@@ -100,7 +106,7 @@ def completion_items(
         sort_text=AI_SORT_TEXT,
         filter_text=label_prefix + first_line,
         insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=types.Range(start=position, end=position), new_text=text),
+        text_edit=types.TextEdit(range=_range_before(position, replaced), new_text=text),
         label_details=types.CompletionItemLabelDetails(description="AI"),
     )
     return types.CompletionList(is_incomplete=True, items=[item])

@@ -9,6 +9,9 @@ from __future__ import annotations
 import keyword
 import re
 
+from lsp.pipeline_types import Cursor
+from model.prompt import comment_syntax
+
 # A generation cut by the time budget may end inside a word: that word is dropped.
 _PARTIAL_WORD = re.compile(r"[A-Za-z0-9_]+$")
 
@@ -63,3 +66,20 @@ def balanced_cuts(text: str, limit: int = 3) -> list[str]:
             if word is None or not _dangling(word.group()):  # "x or" cannot end a line
                 cuts.append(lead + last[: i + 1])
     return [cut for cut in reversed(cuts) if cut.strip()][:limit]
+
+
+def comment_where_code_goes(cursor: Cursor, candidate: str) -> bool:
+    """True for a suggestion that is only a comment where code follows the cursor, unless
+    the user is writing a comment (small models love to narrate instead of coding)."""
+    opener = comment_syntax(cursor.language)[0]
+    line_prefix = cursor.prefix.rsplit("\n", 1)[-1]
+    if opener in line_prefix:
+        return False
+    lines = [line for line in (line_prefix + candidate).split("\n") if line.strip()]
+    if not lines or not all(line.lstrip().startswith(opener) for line in lines):
+        return False
+    below = cursor.suffix.split("\n")
+    if below[0].strip():
+        return True
+    following = next((line for line in below[1:] if line.strip()), None)
+    return following is not None and not following.lstrip().startswith(opener)

@@ -12,13 +12,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lint_bridge.api import Document, Splice, Verdict
+from lint_bridge.suffix_names import defines_any, unbound_below
 from lint_bridge.verify import Verifier
-from lsp.partials import balanced_cuts, without_partial_word
+from lsp.linestart import line_start
+from lsp.partials import balanced_cuts, comment_where_code_goes, without_partial_word
+from lsp.pipeline_types import CompletionResult, Cursor, PipelineSettings
 from lsp.timing import Limits, LinkedCancel, Stages, TokenCounts
 from model.api import (
     Backend,
@@ -38,83 +41,14 @@ logger = logging.getLogger(__name__)
 
 _request_ids = itertools.count(1)
 
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """Knobs of one completion; every one defaulted."""
-
-    max_tokens: int = 64
-    max_tokens_multiline: int = 96
-    context_budget: int = 1024
-    fim_template: str | None = None
-    timeout_s: float = 10.0
-    temperature: float = 0.0
-    candidates: int = 3
-    sample_temperature: float = 0.6
-    # Past this, the first verified (balanced) partial generation is shown (None: no budget).
-    time_budget_s: float | None = None
-    # A budgeted request stops generating here and shows what verifies (None: timeout_s).
-    max_wait_s: float | None = None
-    multiline: bool = True
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """A document and a cursor in it, as plain data."""
-
-    path: str
-    language: str
-    text: str
-    offset: int
-    repo_name: str = ""
-    abs_path: Path | None = None
-
-    @property
-    def prefix(self) -> str:
-        return self.text[: self.offset]
-
-    @property
-    def suffix(self) -> str:
-        return self.text[self.offset :]
-
-
-@dataclass
-class CompletionResult:
-    """The verified, cleaned suggestion (or None) and what it cost."""
-
-    text: str | None
-    model: str
-    latency_ms: float
-    prompt_tokens: int = 0
-    prompt_tokens_evaluated: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-    mode: str = "prefix"
-    raw: str = ""
-    snippets_used: tuple[str, ...] = field(default_factory=tuple)
-    request_id: int = 0
-    verdict: str = "none"
-    candidates: int = 0
-    rejected_reasons: tuple[str, ...] = ()
-    stages_ms: dict[str, float] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, object]:
-        """The ``--json`` shape of ``apprentice complete``."""
-        return {
-            "text": self.text,
-            "model": self.model,
-            "latency_ms": round(self.latency_ms, 1),
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
-            "mode": self.mode,
-            "finish_reason": self.finish_reason,
-            "verdict": self.verdict,
-            "candidates": self.candidates,
-            "rejected_reasons": list(self.rejected_reasons),
-            "context": list(self.snippets_used),
-            "stages_ms": {name: round(ms, 1) for name, ms in self.stages_ms.items()},
-        }
+__all__ = [
+    "CompletionPipeline",
+    "CompletionResult",
+    "ContextSource",
+    "Cursor",
+    "PipelineSettings",
+    "index_context",
+]
 
 
 class _Attempts:
@@ -131,6 +65,9 @@ class _Attempts:
         self.unchecked: list[str] = []
         self.checked: set[tuple[int, str]] = set()
         self.lint_before: Future[Any] | None = None
+        # Names the code below the cursor reads and nothing defines (suffix_names lever).
+        self.wanted: frozenset[str] = frozenset()
+        self.held: str | None = None
 
     def add_usage(self, usage: Usage, raw: str) -> None:
         self.count += 1
@@ -143,6 +80,15 @@ class _Attempts:
 
     def accept(self, text: str, verdict: str, unchecked: list[str]) -> None:
         self.text, self.verdict, self.unchecked = text, verdict, unchecked
+
+    def hold(self, text: str) -> None:
+        """A verified candidate kept in reserve while a better one is sought."""
+        if self.held is None:
+            self.held = text
+
+    def accept_held(self, verdict: str) -> None:
+        if self.text is None and self.held is not None:
+            self.accept(self.held, verdict, self.unchecked)
 
     def offer_repair(self, text: str) -> None:
         if self.repair is None or len(text) > len(self.repair):
@@ -254,6 +200,12 @@ class CompletionPipeline:
         verifier = self.verifier
         return verifier is not None and verifier.settings.symbols and cursor.language == "python"
 
+    def _wanted_names(self, cursor: Cursor) -> frozenset[str]:
+        """Names the code below reads and nothing binds, when that lever is on (Python)."""
+        if not self.settings.suffix_names or cursor.language != "python":
+            return frozenset()
+        return unbound_below(cursor.text, cursor.offset)
+
     def _lint_before(self, cursor: Cursor) -> Future[Any] | None:
         """Start ruff on the unedited buffer now, in parallel with generation.
 
@@ -357,9 +309,16 @@ class CompletionPipeline:
                 break  # the model's best guess is to stop here: sampled tries rarely beat it
             cut_short = stream.usage.finish_reason == "deadline"
             form = self._first_passing(cursor, plan, raw, outcome, stages, cut=cut_short)
-            if form is not None:
-                outcome.accept(form, "accept" if self.verifier else "unchecked", outcome.unchecked)
-                break
+            if form is None:
+                continue
+            if not defines_any(cursor.text, cursor.offset, form, outcome.wanted):
+                # The code below reads a name nothing defines: another candidate may.
+                outcome.hold(form)
+                continue
+            outcome.accept(form, "accept" if self.verifier else "unchecked", outcome.unchecked)
+            break
+        # No candidate defined the wanted names: the first verified one all the same.
+        outcome.accept_held("accept" if self.verifier else "unchecked")
         return built
 
     def _consume(
@@ -411,6 +370,9 @@ class CompletionPipeline:
         candidate = clean_completion(raw, cursor.prefix, cursor.suffix, plan)
         if candidate is None:
             return None
+        if self.settings.code_over_comment and comment_where_code_goes(cursor, candidate):
+            outcome.reasons.append("comment-only")
+            return None
         if self.verifier is None:
             return candidate
         # A generation cut short may stop mid-expression: only its balanced forms
@@ -456,6 +418,10 @@ class CompletionPipeline:
         stages.mark("context")
         limits = Limits.of(settings, started, budget=budget)
         outcome = _Attempts()
+        view = line_start(cursor) if settings.line_start else None
+        if view is not None:
+            cursor = view.cursor  # the model writes the line's indentation itself
+        outcome.wanted = self._wanted_names(cursor)
         outcome.lint_before = self._lint_before(cursor)
         built = self._candidates(cursor, snippets, template, cancel, limits, stages, outcome)
         lead = ""
@@ -469,8 +435,11 @@ class CompletionPipeline:
             self._candidates(below, snippets, template, cancel, limits, stages, outcome)
             lead = "\n"
         text = outcome.final_text()
+        replaced = 0
         if text is not None:
             text = lead + text
+            if view is not None:
+                text, replaced = view.mapped(text)
         usage = outcome.usage
         raw = outcome.raw
         result = CompletionResult(
@@ -488,6 +457,7 @@ class CompletionPipeline:
             verdict=outcome.verdict,
             candidates=outcome.count,
             rejected_reasons=tuple(outcome.reasons),
+            replaced=replaced,
         )
         result.stages_ms = stages.spent
         logger.info(

@@ -368,7 +368,7 @@ def build_server() -> ApprenticeServer:
         suggestion = await ls.suggest(doc, params.position, invoked=invoked)
         if suggestion is None:
             return types.InlineCompletionList(items=[])
-        return convert.inline_items(suggestion.text, params.position)
+        return convert.inline_items(suggestion.text, params.position, suggestion.replaced)
 
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION,
@@ -388,7 +388,9 @@ def build_server() -> ApprenticeServer:
         if suggestion is None:
             return types.CompletionList(is_incomplete=True, items=[])
         typed = convert.word_before(doc, convert.offset_of(doc, params.position))
-        return convert.completion_items(suggestion.text, params.position, typed)
+        return convert.completion_items(
+            suggestion.text, params.position, typed, suggestion.replaced
+        )
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,

@@ -1,0 +1,1 @@
+"""``apprentice eval``: what suggestions are worth, measured through the full pipeline."""

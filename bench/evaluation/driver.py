@@ -1,0 +1,200 @@
+"""One ``apprentice eval`` run: suites, models and pipeline variants, one model load each."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bench.evaluation import humaneval
+from bench.evaluation.report import Row
+from bench.evaluation.runner import (
+    Progress,
+    TaskResult,
+    Variant,
+    Workspace,
+    ablations,
+    default_variant,
+    peak_rss_mb,
+    pipeline_for,
+    run_all,
+    summarize,
+    without_lever,
+)
+from model.factory import BackendSettings, create_backend
+from model.holes import LINE_PLACEMENTS, HoleTask, Placement, placements_for
+from model.sandbox import SandboxLimits
+
+logger = logging.getLogger(__name__)
+
+SUITES = (*humaneval.SUITES, "repo")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to evaluate: a label and how to reach it."""
+
+    label: str
+    settings: BackendSettings
+
+
+def parse_model(spec: str, *, n_threads: int | None, n_ctx: int = 4096) -> ModelSpec:
+    """``default``; ``PATH.gguf``; ``BASE.gguf+ADAPTER.gguf``; a checkpoint directory or
+    installed ``NAME[@VERSION]``; ``http(s)://host[:port]/v1[#model-id]``. A leading
+    ``LABEL=`` names the row."""
+    label, _, target = spec.rpartition("=") if "=" in spec.split("://")[0] else ("", "", spec)
+    settings = BackendSettings(n_threads=n_threads, n_ctx=n_ctx)
+    if target.startswith(("http://", "https://")):
+        url, _, remote_model = target.partition("#")
+        settings = replace(settings, remote_url=url, remote_model=remote_model or None)
+        label = label or remote_model or url
+    elif target == "default":
+        label = label or "embedded"
+    else:
+        base, _, lora = target.partition("+")
+        settings = replace(settings, model_path=base, lora_path=lora or None)
+        label = label or Path(base).name + (f"+{Path(lora).name}" if lora else "")
+    return ModelSpec(label, settings)
+
+
+@dataclass
+class EvalOptions:
+    """Everything a run needs; the CLI fills it."""
+
+    suite: str = "humaneval-single"
+    models: Sequence[ModelSpec] = ()
+    limit: int | None = 150
+    seed: int = 0
+    placements: Sequence[Placement] = LINE_PLACEMENTS
+    variants: Sequence[Variant] = ()
+    repo: Path | None = None
+    kinds: Sequence[str] = ()
+    cross_file_only: bool = False
+    embed: bool = True
+    as_typed: bool = False
+    candidates: int = 2
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+
+
+@dataclass
+class EvalRun:
+    """What a run produced: table rows and every task's result."""
+
+    rows: list[Row] = field(default_factory=list)
+    results: dict[tuple[str, str, str], list[TaskResult]] = field(default_factory=dict)
+    tasks: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "rows": [
+                {
+                    "model": r.model,
+                    "variant": r.variant,
+                    "placement": r.placement,
+                    **r.summary.as_json(),
+                }
+                for r in self.rows
+            ],
+            "results": [
+                {"model": m, "variant": v, "placement": p, **t.as_json()}
+                for (m, v, p), items in self.results.items()
+                for t in items
+            ],
+        }
+
+
+def variants_for(candidates: int, *, ablate: bool, without: Sequence[str]) -> list[Variant]:
+    """The rows to run: the default pipeline, or the ablations, plus one row per lever off."""
+    base = ablations(candidates) if ablate else [default_variant(candidates)]
+    return base + [without_lever(default_variant(candidates), lever) for lever in without]
+
+
+def _jobs(
+    tasks: Sequence[HoleTask], placements: Sequence[Placement]
+) -> dict[str, list[tuple[HoleTask, Placement]]]:
+    """Jobs grouped by placement; tasks whose hole does not allow a placement skip it."""
+    jobs: dict[str, list[tuple[HoleTask, Placement]]] = {}
+    for task in tasks:
+        allowed = placements_for(task)
+        for placement in placements if allowed == LINE_PLACEMENTS else allowed:
+            if placement in allowed:
+                jobs.setdefault(placement, []).append((task, placement))
+    return jobs
+
+
+def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
+    """Load each model once and run every variant and placement on the same tasks."""
+    from lsp.engine import pipeline_settings
+    from lsp.settings import ServerSettings
+
+    base = pipeline_settings(ServerSettings())
+    base = replace(base, time_budget_s=base.time_budget_s if options.as_typed else None)
+    out = EvalRun()
+    suite = None
+    with tempfile.TemporaryDirectory(prefix="apprentice-eval-") as scratch:
+        if options.suite == "repo":
+            from bench.evaluation.repo import prepare
+            from model.repo_tasks import KINDS
+
+            if options.repo is None:
+                raise ValueError("--suite repo needs --repo PATH (a git repository)")
+            if progress is not None:
+                progress("indexing", 0, 1)
+            suite = prepare(
+                options.repo,
+                limit=options.limit,
+                seed=options.seed,
+                kinds=options.kinds or KINDS,
+                cross_file_only=options.cross_file_only,
+                embed=options.embed,
+            )
+            tasks, workspace = suite.tasks, suite.workspace
+        else:
+            tasks = humaneval.load(options.suite, limit=options.limit, seed=options.seed)
+            workspace = Workspace(root=Path(scratch))
+        out.tasks = len(tasks)
+        try:
+            _run_models(options, base, tasks, workspace, out, progress)
+        finally:
+            if suite is not None:
+                suite.close()
+    return out
+
+
+def _run_models(
+    options: EvalOptions,
+    base: object,
+    tasks: Sequence[HoleTask],
+    workspace: Workspace,
+    out: EvalRun,
+    progress: Progress | None,
+) -> None:
+    from lsp.pipeline import PipelineSettings
+
+    assert isinstance(base, PipelineSettings)
+    jobs = _jobs(tasks, options.placements)
+    for spec in options.models:
+        backend = create_backend(spec.settings)
+        try:
+            backend.info()  # load the model once, before the clock starts
+            for variant in options.variants:
+                pipeline = pipeline_for(backend, base, variant, workspace)
+                for placement, placed in jobs.items():
+                    label = f"{spec.label} · {variant.name} · {placement}"
+                    results = run_all(
+                        pipeline,
+                        workspace,
+                        placed,
+                        budget=options.as_typed,
+                        limits=options.sandbox,
+                        progress=progress,
+                        label=label,
+                    )
+                    out.results[(spec.label, variant.name, placement)] = results
+                    summary = summarize(results, peak_rss_mb())
+                    out.rows.append(Row(spec.label, variant.name, placement, summary))
+                    logger.info("%s: %s", label, summary)
+        finally:
+            backend.close()

@@ -1,0 +1,109 @@
+"""Repository tasks: holes cut from a git repository, indexed with the holes in place.
+
+The repository's files (as the indexer's walk sees them: secrets and ignored files left
+out) are copied into a temporary directory with every hole removed, and that copy is
+indexed. The masked text is therefore in neither the index nor any prompt; the
+repository itself is never modified.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.evaluation.runner import Workspace
+from model.holes import HoleTask
+from model.repo_tasks import SourceFile, cut_tasks, masked_text
+
+if TYPE_CHECKING:
+    from indexer.index import RepositoryIndex
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RepoSuite:
+    """The tasks, and the masked, indexed copy they are completed in."""
+
+    tasks: list[HoleTask]
+    workspace: Workspace
+    copy: Path
+    files: int
+    index: RepositoryIndex
+
+    def close(self) -> None:
+        """Close the index and delete the masked copy."""
+        self.index.close()
+        shutil.rmtree(self.copy.parent, ignore_errors=True)
+
+
+def repository_files(root: Path) -> list[SourceFile]:
+    """The repository's Python files the indexer would index (secrets and ignored left out)."""
+    from indexer.walk import read_source_text, walk_repository
+
+    walked = walk_repository(root)
+    out = []
+    for source in walked.files:
+        if source.language != "python":
+            continue
+        text = read_source_text(source.abs_path)
+        if text is not None:
+            out.append(SourceFile(source.path, text))
+    return out
+
+
+def prepare(
+    root: Path,
+    *,
+    limit: int | None,
+    seed: int,
+    kinds: Sequence[str],
+    cross_file_only: bool = False,
+    embed: bool = True,
+) -> RepoSuite:
+    """Cut tasks from the repository at ``root`` and index a masked copy of it."""
+    from indexer.index import IndexSettings, RepositoryIndex
+    from indexer.retrieval import Retriever
+    from indexer.walk import walk_repository
+    from lsp.pipeline import index_context
+
+    root = root.resolve()
+    sources = repository_files(root)
+    if not sources:
+        raise ValueError(f"{root} has no Python files to cut tasks from")
+    tasks = cut_tasks(sources, kinds=kinds, limit=limit, seed=seed, cross_file_only=cross_file_only)
+    if not tasks:
+        raise ValueError(f"no tasks of kinds {', '.join(kinds)} found in {root}")
+    scratch = Path(tempfile.mkdtemp(prefix="apprentice-eval-"))
+    copy = scratch / root.name
+    holes = defaultdict(list)
+    for task in tasks:
+        holes[task.path].append(task)
+    for source in walk_repository(root).files:
+        target = copy / source.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.path in holes:
+            text = source.abs_path.read_text(encoding="utf-8")
+            target.write_text(masked_text(text, holes[source.path]), encoding="utf-8")
+        else:
+            shutil.copy2(source.abs_path, target)
+    index_dir = scratch / "index"
+    settings = IndexSettings(location=index_dir)
+    index = RepositoryIndex(copy, settings)
+    index.update()
+    if embed:
+        index.embed_pending()
+    retriever = Retriever(index)
+    workspace = Workspace(
+        root=copy,
+        context=index_context(retriever, semantic=embed),
+        known_symbols=lambda dotted: retriever.lookup(dotted).found,
+    )
+    logger.info("%d tasks from %d files of %s", len(tasks), len(sources), root)
+    return RepoSuite(tasks, workspace, copy, len(sources), index)

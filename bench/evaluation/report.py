@@ -1,0 +1,81 @@
+"""Markdown tables of evaluation rows: quality, cost, and ratios to the first model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench.evaluation.runner import Summary
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: which model, which pipeline, which placement."""
+
+    model: str
+    variant: str
+    placement: str
+    summary: Summary
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None:
+        return "-"
+    if base == 0:
+        return "-" if value == 0 else "inf"
+    return f"{value / base:.2f}x"
+
+
+def table(rows: Sequence[Row]) -> str:
+    """Quality and cost per row."""
+    head = (
+        "| model | pipeline | placement | tasks | pass@1 | exact | edit sim | ident F1 "
+        "| callee (cross-file) | unknown names | empty | p50 ms | p95 ms | prompt tok "
+        "| gen tok | tok/s | peak RSS MiB |"
+    )
+    lines = [head, "|" + "---|" * 17]
+    for row in rows:
+        s = row.summary
+        lines.append(
+            f"| {row.model} | {row.variant} | {row.placement} | {s.tasks} | {_rate(s.pass_at_1)} "
+            f"| {s.exact:.2f} | {s.edit_similarity:.2f} | {s.identifier_f1:.2f} "
+            f"| {_rate(s.callee_named)} | {s.unknown_symbols:.2f} | {s.empty:.2f} "
+            f"| {s.latency_p50_ms:.0f} | {s.latency_p95_ms:.0f} | {s.prompt_tokens:.0f} "
+            f"| {s.generated_tokens:.1f} | {s.tokens_per_s:.1f} "
+            f"| {'-' if s.peak_rss_mb is None else f'{s.peak_rss_mb:.0f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def ratios(rows: Sequence[Row]) -> str:
+    """Each model's quality and cost as ratios to the first model's, row by row."""
+    models = list(dict.fromkeys(row.model for row in rows))
+    if len(models) < 2:
+        return ""
+    base = {(r.variant, r.placement): r.summary for r in rows if r.model == models[0]}
+    head = (
+        f"| model (vs {models[0]}) | pipeline | placement | pass@1 | exact | edit sim "
+        "| callee | p50 latency | p95 latency | tok/s | peak RSS |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for row in rows:
+        if row.model == models[0]:
+            continue
+        b = base.get((row.variant, row.placement))
+        if b is None:
+            continue
+        s = row.summary
+        lines.append(
+            f"| {row.model} | {row.variant} | {row.placement} "
+            f"| {_ratio(s.pass_at_1, b.pass_at_1)} | {_ratio(s.exact, b.exact)} "
+            f"| {_ratio(s.edit_similarity, b.edit_similarity)} "
+            f"| {_ratio(s.callee_named, b.callee_named)} "
+            f"| {_ratio(s.latency_p50_ms, b.latency_p50_ms)} "
+            f"| {_ratio(s.latency_p95_ms, b.latency_p95_ms)} "
+            f"| {_ratio(s.tokens_per_s, b.tokens_per_s)} | {_ratio(s.peak_rss_mb, b.peak_rss_mb)} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""``apprentice eval``: suggestion quality and cost through the full pipeline.
+
+The harness lives in ``bench/evaluation``; this module only parses the command line and
+prints. One JSON object on stdout with ``--json``, Markdown tables otherwise; progress
+goes to stderr on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(commands: Any, model_commands: Any) -> None:
+    """Register ``apprentice eval``."""
+    from model.holes import LINE_PLACEMENTS
+
+    parser = commands.add_parser(
+        "eval", help="measure suggestion quality and cost (HumanEval infilling, repositories)"
+    )
+    parser.add_argument(
+        "--suite",
+        default="humaneval-single",
+        choices=["humaneval-single", "humaneval-multi", "humaneval-span", "repo"],
+        help="task set (default humaneval-single); 'repo' cuts holes from --repo",
+    )
+    parser.add_argument("--repo", help="git repository for --suite repo")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="[LABEL=]default | MODEL.gguf | BASE.gguf+LORA.gguf | CHECKPOINT_DIR | "
+        "NAME[@VERSION] | http(s)://host:port/v1[#model]; repeat to compare (ratios are "
+        "to the first)",
+    )
+    parser.add_argument("--limit", type=int, default=150, help="tasks (default 150; 0: all)")
+    parser.add_argument("--seed", type=int, default=0, help="task sampling seed (default 0)")
+    parser.add_argument(
+        "--placement",
+        action="append",
+        choices=list(LINE_PLACEMENTS),
+        help="where the cursor is for whole-line holes (default: all three)",
+    )
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help="raw model, + context, + candidates and verification, everything",
+    )
+    parser.add_argument(
+        "--without-lever",
+        action="append",
+        default=[],
+        metavar="LEVER",
+        help="add a row of the default pipeline with this lever off "
+        "(line_start, code_over_comment, suffix_names)",
+    )
+    parser.add_argument("--kinds", help="repo task kinds, comma-separated (default: all)")
+    parser.add_argument(
+        "--cross-file-only", action="store_true", help="repo tasks needing another file only"
+    )
+    parser.add_argument("--no-embed", action="store_true", help="repo: lexical context only")
+    parser.add_argument(
+        "--as-typed",
+        action="store_true",
+        help="apply the server's time budget for automatic requests (default: the user asked)",
+    )
+    parser.add_argument("--candidates", type=int, default=2, help="(default 2, as the server)")
+    parser.add_argument("--n-threads", type=int, help="llama.cpp threads (default: as the server)")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--output", help="also write the JSON (every task) to this file")
+    parser.set_defaults(handler=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the evaluation and print its tables."""
+    from bench.evaluation.driver import EvalOptions, parse_model, run, variants_for
+    from bench.evaluation.report import ratios, table
+    from lsp.progress import ProgressBar
+    from model.hardware import interactive_threads
+
+    threads = args.n_threads or interactive_threads()
+    models = [parse_model(spec, n_threads=threads) for spec in args.model or ["default"]]
+    options = EvalOptions(
+        suite=args.suite,
+        models=models,
+        limit=args.limit or None,
+        seed=args.seed,
+        placements=args.placement or EvalOptions().placements,
+        variants=variants_for(args.candidates, ablate=args.ablations, without=args.without_lever),
+        repo=Path(args.repo) if args.repo else None,
+        kinds=tuple(args.kinds.split(",")) if args.kinds else (),
+        cross_file_only=args.cross_file_only,
+        embed=not args.no_embed,
+        as_typed=args.as_typed,
+        candidates=args.candidates,
+    )
+    bar = ProgressBar()
+    result = run(options, progress=bar)
+    bar.close()
+    data = {
+        "suite": args.suite,
+        "limit": options.limit,
+        "seed": args.seed,
+        "tasks": result.tasks,
+        "as_typed": args.as_typed,
+        **result.as_json(),
+    }
+    if args.output:
+        Path(args.output).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        return 0
+    sys.stdout.write(table(result.rows) + "\n")
+    compared = ratios(result.rows)
+    if compared:
+        sys.stdout.write("\n" + compared + "\n")
+    return 0

@@ -1,0 +1,97 @@
+"""Plain data of the completion pipeline: its settings, the cursor, and the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Knobs of one completion; every one defaulted."""
+
+    max_tokens: int = 64
+    max_tokens_multiline: int = 96
+    context_budget: int = 1024
+    fim_template: str | None = None
+    timeout_s: float = 10.0
+    temperature: float = 0.0
+    candidates: int = 3
+    sample_temperature: float = 0.6
+    # Past this, the first verified (balanced) partial generation is shown (None: no budget).
+    time_budget_s: float | None = None
+    # A budgeted request stops generating here and shows what verifies (None: timeout_s).
+    max_wait_s: float | None = None
+    multiline: bool = True
+    # Quality levers, each measured by ``apprentice eval`` (see the README's figures):
+    # complete at the line start where the cursor sits in leading whitespace (dedent after
+    # auto-indent; a new line above a line of code) ...
+    line_start: bool = True
+    # ... never offer a comment alone where code follows (unless writing a comment) ...
+    code_over_comment: bool = True
+    # ... and prefer a candidate that defines the names the code below uses and nothing
+    # defines yet (a model without fill-in-the-middle never sees that code).
+    suffix_names: bool = True
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A document and a cursor in it, as plain data."""
+
+    path: str
+    language: str
+    text: str
+    offset: int
+    repo_name: str = ""
+    abs_path: Path | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.text[: self.offset]
+
+    @property
+    def suffix(self) -> str:
+        return self.text[self.offset :]
+
+
+@dataclass
+class CompletionResult:
+    """The verified, cleaned suggestion (or None) and what it cost."""
+
+    text: str | None
+    model: str
+    latency_ms: float
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    mode: str = "prefix"
+    raw: str = ""
+    snippets_used: tuple[str, ...] = field(default_factory=tuple)
+    request_id: int = 0
+    verdict: str = "none"
+    candidates: int = 0
+    rejected_reasons: tuple[str, ...] = ()
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    # Characters before the cursor (whitespace on its line) that the suggestion replaces:
+    # the editor's item range starts that far before the cursor.
+    replaced: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        """The ``--json`` shape of ``apprentice complete``."""
+        return {
+            "text": self.text,
+            "model": self.model,
+            "latency_ms": round(self.latency_ms, 1),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
+            "mode": self.mode,
+            "finish_reason": self.finish_reason,
+            "verdict": self.verdict,
+            "candidates": self.candidates,
+            "rejected_reasons": list(self.rejected_reasons),
+            "context": list(self.snippets_used),
+            "replaced": self.replaced,
+            "stages_ms": {name: round(ms, 1) for name, ms in self.stages_ms.items()},
+        }

@@ -1,0 +1,270 @@
+"""Holes cut from a repository's own Python code, for evaluation and distillation.
+
+Kinds: the rest of a line after ``= `` (``assign``), after ``return `` (``return``) or
+inside a call's brackets (``call``); a whole statement line (``line``); the body of an
+``if``/``for``/``while``/``with``/``try`` block (``block``) or of a function (``body``).
+Each task is tagged ``cross_file`` when its answer names something defined in another
+file of the repository and not in its own (what repository context must supply).
+Nothing is imported or executed: files are read with ``ast``.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.holes import HoleTask
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("assign", "return", "call", "line", "block", "body")
+_BLOCKS = (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.AsyncFor, ast.AsyncWith)
+_MAX_BODY_LINES = 10
+_MIN_ANSWER_CHARS = 4
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One Python file of the repository (path relative to its root)."""
+
+    path: str
+    text: str
+
+
+def definitions(tree: ast.AST) -> set[str]:
+    """Names a module defines: functions, classes, methods, module-level assignments."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+    if isinstance(tree, ast.Module):
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign):
+                names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _used_names(code: str) -> tuple[set[str], str | None]:
+    """Identifiers an answer uses (names and attribute names) and the first callee."""
+    tree = _parse_fragment(code)
+    if tree is None:
+        return set(), None
+    used: set[str] = set()
+    callee: str | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.add(node.attr)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    if calls:
+        first = min(calls, key=lambda n: (n.lineno, n.col_offset))
+        func = first.func
+        callee = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    return used, callee
+
+
+def _parse_fragment(code: str) -> ast.AST | None:
+    """Parse an expression or dedented statements; None when it does not parse alone."""
+    import textwrap
+
+    for attempt in (code.strip(), textwrap.dedent(code), f"f({code.strip()})"):
+        try:
+            return ast.parse(attempt)
+        except SyntaxError:
+            continue
+    return None
+
+
+class _Cutter:
+    """Finds every candidate hole of one file."""
+
+    def __init__(self, source: SourceFile, tree: ast.Module) -> None:
+        self.source = source
+        self.tree = tree
+        self.lines = source.text.splitlines(keepends=True)
+        self.starts = [0]
+        for line in self.lines:
+            self.starts.append(self.starts[-1] + len(line))
+
+    def offset(self, lineno: int, col: int) -> int:
+        """Character offset of an ast position (1-based line, utf-8 byte column)."""
+        line = self.lines[lineno - 1]
+        return self.starts[lineno - 1] + len(line.encode()[:col].decode("utf-8", "replace"))
+
+    def line_span(self, first: int, last: int) -> tuple[int, int]:
+        return self.starts[first - 1], self.starts[last]
+
+    def holes(self) -> Iterable[tuple[str, int, int]]:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.stmt) and node.lineno == node.end_lineno:
+                yield from self._line_holes(node)
+            if isinstance(node, _BLOCKS):
+                yield from self._body_hole("block", node.body)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body
+                if body and _is_docstring(body[0]):
+                    body = body[1:]
+                yield from self._body_hole("body", body)
+
+    def _line_holes(self, node: ast.stmt) -> Iterable[tuple[str, int, int]]:
+        lineno = node.lineno
+        line = self.lines[lineno - 1]
+        if not line.endswith("\n") or ";" in line:
+            return
+        line_end = self.starts[lineno] - 1
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            start = self.offset(lineno, node.value.col_offset)
+            if self.source.text[start - 2 : start] == "= ":
+                yield "assign", start, line_end
+        if isinstance(node, ast.Return) and node.value is not None:
+            yield "return", self.offset(lineno, node.value.col_offset), line_end
+        call = _last_call_on_line(node)
+        if call is not None and call.args + call.keywords:
+            args_start = self.offset(lineno, call.func.end_col_offset or 0) + 1
+            args_end = self.offset(lineno, call.end_col_offset or 0) - 1
+            if self.source.text[args_start - 1] == "(" and self.source.text[args_end] == ")":
+                yield "call", args_start, args_end
+        trivial = ast.Pass | ast.Break | ast.Continue | ast.Import | ast.ImportFrom
+        if not isinstance(node, trivial) and not _is_docstring(node):
+            yield "line", *self.line_span(lineno, lineno)
+
+    def _body_hole(self, kind: str, body: list[ast.stmt]) -> Iterable[tuple[str, int, int]]:
+        if not body:
+            return
+        first, last = body[0].lineno, body[-1].end_lineno or body[-1].lineno
+        if 2 <= last - first + 1 <= _MAX_BODY_LINES and self.lines[last - 1].endswith("\n"):
+            yield kind, *self.line_span(first, last)
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+
+
+def _last_call_on_line(node: ast.stmt) -> ast.Call | None:
+    """The call whose closing bracket ends the statement's line, if any."""
+    end = node.end_col_offset
+    for child in ast.walk(node):
+        if (
+            isinstance(child, ast.Call)
+            and child.lineno == child.end_lineno == node.lineno
+            and child.end_col_offset == end
+            and child.func.end_lineno == node.lineno
+        ):
+            return child
+    return None
+
+
+def cut_tasks(
+    files: Sequence[SourceFile],
+    *,
+    kinds: Sequence[str] = KINDS,
+    limit: int | None = None,
+    seed: int = 0,
+    per_file: int = 2,
+    cross_file_only: bool = False,
+) -> list[HoleTask]:
+    """Holes from ``files``: up to ``per_file`` a file, non-overlapping, kinds interleaved.
+
+    Deterministic for a seed. Files that do not parse are skipped (logged).
+    """
+    parsed: dict[str, ast.Module] = {}
+    for source in files:
+        try:
+            parsed[source.path] = ast.parse(source.text)
+        except (SyntaxError, ValueError):
+            logger.info("skipping %s: it does not parse", source.path)
+    defined_in = defaultdict(set)
+    for path, tree in parsed.items():
+        for name in definitions(tree):
+            defined_in[name].add(path)
+    rng = random.Random(seed)
+    by_kind: dict[str, list[HoleTask]] = defaultdict(list)
+    for source in files:
+        if source.path not in parsed:
+            continue
+        for task in _tasks_of(source, parsed[source.path], kinds, defined_in, rng, per_file):
+            if task.cross_file or not cross_file_only:
+                by_kind[task.kind].append(task)
+    for tasks in by_kind.values():
+        rng.shuffle(tasks)
+    # Round-robin over kinds so a limit keeps every kind represented.
+    out: list[HoleTask] = []
+    queues = [by_kind[kind] for kind in kinds if by_kind[kind]]
+    while queues and (limit is None or len(out) < limit):
+        for queue in list(queues):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(queue.pop())
+            if not queue:
+                queues.remove(queue)
+    return out
+
+
+def _tasks_of(
+    source: SourceFile,
+    tree: ast.Module,
+    kinds: Sequence[str],
+    defined_in: dict[str, set[str]],
+    rng: random.Random,
+    per_file: int,
+) -> list[HoleTask]:
+    cutter = _Cutter(source, tree)
+    found = [hole for hole in cutter.holes() if hole[0] in kinds]
+    rng.shuffle(found)
+    own = definitions(tree)
+    taken: list[tuple[int, int]] = []
+    tasks: list[HoleTask] = []
+    for kind, start, end in found:
+        if len(tasks) >= per_file:
+            break
+        answer = source.text[start:end]
+        if len(answer.strip()) < _MIN_ANSWER_CHARS:
+            continue
+        # Holes in one file never share a line (the index masks them all at once).
+        first = source.text.count("\n", 0, start)
+        last = source.text.count("\n", 0, max(start, end - 1))
+        if any(first <= b and a <= last for a, b in taken):
+            continue
+        used, callee = _used_names(answer)
+        elsewhere = {n for n in used if n not in own and defined_in.get(n, set()) - {source.path}}
+        taken.append((first, last))
+        tasks.append(
+            HoleTask(
+                task_id=f"{source.path}:{first + 1}:{kind}",
+                path=source.path,
+                original=source.text,
+                start=start,
+                end=end,
+                kind=kind,
+                cross_file=bool(elsewhere),
+                callee=callee,
+                meta={"defined_elsewhere": ",".join(sorted(elsewhere))},
+            )
+        )
+    return tasks
+
+
+def masked_text(text: str, tasks: Sequence[HoleTask]) -> str:
+    """``text`` with every hole of ``tasks`` (all of one file) removed, as the index sees it."""
+    for task in sorted(tasks, key=lambda t: t.start, reverse=True):
+        text = text[: task.start] + ("\n" if task.line_hole else "") + text[task.end :]
+    return text
+
+
+def python_files(root: Path, paths: Iterable[str]) -> list[SourceFile]:
+    """The readable ``.py`` files among ``paths`` (relative to ``root``)."""
+    out = []
+    for rel in paths:
+        if not rel.endswith(".py"):
+            continue
+        try:
+            out.append(SourceFile(rel, (root / rel).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError):
+            logger.info("skipping %s: not readable as UTF-8", rel)
+    return out
