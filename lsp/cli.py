@@ -29,7 +29,11 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", help="GGUF file to use instead of the embedded Gemma 3 270M")
+    group.add_argument(
+        "--model",
+        help="GGUF file, checkpoint directory or installed NAME[@VERSION] "
+        "(default: the embedded Gemma 3 270M)",
+    )
     group.add_argument("--lora", help="LoRA adapter (GGUF) applied on top of the model")
     group.add_argument("--remote", metavar="URL", help="OpenAI-compatible server instead")
     group.add_argument("--remote-model", help="model id to ask the remote server for")
@@ -241,37 +245,6 @@ def _known_symbols(root: Path, args: argparse.Namespace) -> Callable[[str], bool
     return lambda dotted: retriever.lookup(dotted).found
 
 
-def cmd_model_info(args: argparse.Namespace) -> int:
-    """``apprentice model info [PATH]``: what a GGUF is, read without loading it."""
-    from model.default_model import resolve_model_path
-    from model.fim import all_markers
-    from model.gguf import describe, read_gguf
-
-    info = read_gguf(resolve_model_path(args.path), markers=all_markers())
-    data = describe(info)
-    if args.json:
-        _print_json(data)
-        return 0
-    width = max(len(key) for key in data)
-    for key, value in data.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-        sys.stdout.write(f"{key.ljust(width)}  {value}\n")
-    return 0
-
-
-def cmd_model_verify(args: argparse.Namespace) -> int:
-    """``apprentice model verify PATH --sha256 HEX``: refuse a file whose digest differs."""
-    from model.default_model import verify_sha256
-    from model.gguf import read_gguf
-
-    path = Path(args.path).expanduser()
-    read_gguf(path)
-    verify_sha256(path, args.sha256)
-    _say(f"{path}: sha256 ok, a readable GGUF")
-    return 0
-
-
 def _print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
 
@@ -366,16 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--index-dir", help="where indexes live (default: the user cache)")
     check.set_defaults(handler=cmd_check)
 
-    model = commands.add_parser("model", help="inspect model files")
+    model = commands.add_parser("model", help="inspect, pack, verify and install models")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    info = model_commands.add_parser("info", help="architecture, size, context, quantization, FIM")
-    info.add_argument("path", nargs="?", help="GGUF file (default: the embedded model)")
-    info.add_argument("--json", action="store_true")
-    info.set_defaults(handler=cmd_model_info)
-    verify = model_commands.add_parser("verify", help="check a GGUF against its sha256")
-    verify.add_argument("path")
-    verify.add_argument("--sha256", required=True, help="expected hex digest")
-    verify.set_defaults(handler=cmd_model_verify)
 
     serve = commands.add_parser("serve", help="the language server (LSP over stdio)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
@@ -397,7 +362,7 @@ def _feature_commands() -> list[Callable[..., None]]:
 
 
 # Each adds its parsers to ``commands`` (top level) and ``model_commands`` (``apprentice model``).
-_FEATURE_MODULES: tuple[str, ...] = ("lsp.cli_eval", "lsp.cli_checkpoint")
+_FEATURE_MODULES: tuple[str, ...] = ("lsp.cli_eval", "lsp.cli_checkpoint", "lsp.cli_checkpoint")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

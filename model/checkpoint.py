@@ -428,7 +428,7 @@ def _resolve(
     path = Path(spec).expanduser()
     if path.is_dir():
         return load_checkpoint(path, policy, cache=cache)
-    if path.exists() or not _looks_like_name(spec):
+    if path.exists() or not looks_like_name(spec):
         if not path.exists():
             raise ModelNotFoundError(f"model file not found: {path}")
         if policy.require_signature:
@@ -443,8 +443,55 @@ def _resolve(
     return load_checkpoint(find_installed(spec, data_dir), policy, cache=cache)
 
 
-def _looks_like_name(spec: str) -> bool:
+def looks_like_name(spec: str) -> bool:
+    """Whether ``spec`` could be an installed ``NAME[@VERSION]`` rather than a file path."""
     return "/" not in spec and os.sep not in spec and not spec.endswith(".gguf")
+
+
+def describe_checkpoint(directory: Path, policy: Policy = OPEN_POLICY) -> dict[str, object]:
+    """``apprentice model info`` of a checkpoint: its identity, and whether it verifies.
+
+    A checkpoint that fails a check is still described (``verified`` false, ``problem``);
+    only an unreadable manifest raises.
+    """
+    from model.gguf import describe
+
+    directory = Path(directory).expanduser()
+    manifest, raw = load_manifest(directory)
+    problem: str | None = None
+    signature: Signature | None = None
+    try:
+        signature = verify_checkpoint(directory, policy).signature
+    except CheckpointError as error:
+        problem = str(error)
+        with contextlib.suppress(CheckpointError):
+            signature = check_signature(directory, raw, policy.trusted)
+    base: dict[str, object] | str
+    try:
+        base = describe(read_gguf(directory / manifest.base.file))
+    except ModelError as error:
+        base = str(error)
+    return {
+        "path": str(directory),
+        "name": manifest.name,
+        "version": manifest.version,
+        "description": manifest.description,
+        "digest": manifest_digest(raw),
+        "verified": problem is None,
+        "problem": problem,
+        "signer": signature.signer if signature else None,
+        "key_id": signature.key_id if signature else None,
+        "trusted": bool(signature and signature.trusted),
+        "base": base,
+        "adapters": [{"file": a.file, "scale": a.scale} for a in manifest.adapters],
+        "fim": manifest.fim.template,
+        "stop": list(manifest.stop),
+        "context_length": manifest.context_length,
+        "licence": manifest.licence,
+        "embedding_model": manifest.embedding_model,
+        "min_apprentice": manifest.min_apprentice,
+        "provenance": dict(manifest.provenance),
+    }
 
 
 def load_checkpoint(
