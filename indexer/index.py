@@ -346,13 +346,15 @@ class RepositoryIndex:
             self._drop([rel_path])
             return False
         from indexer.languages import language_for
-        from indexer.walk import skip_reason
+        from indexer.walk import listed_by_walk, skip_reason
 
         reason = skip_reason(
             rel_path,
             text.encode("utf-8", "surrogatepass"),
             max_file_bytes=self.settings.max_file_bytes,
         )
+        if reason is None and not listed_by_walk(self.root, rel_path):
+            reason = "ignored (.gitignore)"
         if reason is not None:
             logger.info("not indexing %s: %s", rel_path, reason)
             self._drop([rel_path])

@@ -54,7 +54,7 @@ class IndexLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # No O_TRUNC: the file holds the current holder's pid, which waiters read.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise IndexUnavailableError(
                 f"cannot create the index lock {self.path}: {exc.strerror or exc};"

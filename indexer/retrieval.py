@@ -19,6 +19,7 @@ from indexer.chunking import parse_file
 from indexer.index import RepositoryIndex
 from indexer.records import Chunk, ImportRecord, Symbol
 from indexer.symbols import python_module_names
+from indexer.untrusted import strip_invisible
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +160,10 @@ class Retriever:
             seen.add(chunk_id)
             per_file[chunk.path] = per_file.get(chunk.path, 0) + 1
             used += len(chunk.text)
+            # What reaches the prompt is what a reader of the code sees (indexer.untrusted).
+            text, where = strip_invisible(chunk.text), strip_invisible(chunk.path)
             chosen.append(
-                ContextSnippet(
-                    chunk.path, chunk.start_line, chunk.end_line, chunk.text, reason, chunk.symbol
-                )
+                ContextSnippet(where, chunk.start_line, chunk.end_line, text, reason, chunk.symbol)
             )
 
         for chunk_id, chunk in self.definitions_near(path, text, window):

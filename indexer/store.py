@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
@@ -37,6 +38,9 @@ SCHEMA_VERSION = 1
 DB_NAME = "index.sqlite"
 META_NAME = "meta.json"
 VECTORS_NAME = "vectors.faiss"
+# The index is private to its owner (it holds the repository's code).
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 _DB_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
 _BATCH = 500  # ids per IN (...) query, well under SQLite's bound-variable limit
 _BUSY_TIMEOUT_MS = 5000
@@ -118,7 +122,8 @@ class IndexStore:
         """Open or create the index in ``directory``; rebuild it when it cannot be trusted."""
         directory = Path(directory)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+            make_private(directory)
             _probe_writable(directory)
         except OSError as exc:
             raise _unavailable(directory, exc.strerror or str(exc)) from exc
@@ -515,6 +520,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     """Open the database read-write (never silently read-only), set it up and check it."""
     # mode=rwc makes an unwritable file fail here instead of opening read-only and failing later.
     uri = "file:" + urllib.parse.quote(os.fspath(path)) + "?mode=rwc"
+    # Created private: SQLite gives its -wal and -shm files the database file's mode.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE))
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -613,7 +620,8 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so a reader sees the old file or the new one, never a torn one."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE)
+        with open(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
             handle.write("\n")
             handle.flush()
@@ -624,6 +632,27 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
             tmp.unlink()
         raise
     fsync_directory(path.parent)
+
+
+def make_private(directory: Path) -> None:
+    """Only the owner may read the index: the directory 0700, the files in it 0600.
+
+    The index holds the repository's code; a shared machine's other users must not read it.
+    Indexes written before this rule are tightened when opened: group and other lose their
+    bits, the owner gains none (a read-only index stays read-only).
+    """
+    _tighten(directory, PRIVATE_DIR)
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    _tighten(Path(entry.path), PRIVATE_FILE)
+
+
+def _tighten(path: Path, allowed: int) -> None:
+    current = stat.S_IMODE(os.stat(path, follow_symlinks=False).st_mode)
+    if current & ~allowed:
+        os.chmod(path, current & allowed)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -152,7 +152,8 @@ class VectorIndex:
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         digest = hashlib.sha256()
         try:
-            with self._lock, open(tmp, "wb") as handle:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with self._lock, open(fd, "wb") as handle:
 
                 def write(block: bytes) -> int:
                     digest.update(block)

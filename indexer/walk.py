@@ -23,6 +23,7 @@ import pathspec
 from indexer.languages import language_for
 from indexer.records import IndexerError, SourceFile
 from indexer.secrets import find_secret, is_secret_path
+from indexer.untrusted import is_instruction_file
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ def path_skip_reason(rel_path: str) -> str | None:
     name = pure.name.lower()
     if is_secret_path(rel_path):
         return "secret"
+    if is_instruction_file(rel_path):
+        return "instructions"  # prompt text for AI tools: never context (indexer.untrusted)
     if _BINARY_NAME.fullmatch(name):
         return "binary"
     if _GENERATED_NAME.fullmatch(name) or any(map(_VENDORED_DIR.fullmatch, pure.parts[:-1])):
@@ -458,8 +461,11 @@ _GIT_ENV = {
 _GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR")
 
 
-def _git_list(root: Path) -> list[str] | None:
-    """What git shows under ``root`` (tracked + untracked-not-ignored), or None if git fails."""
+def _git_list(root: Path, paths: Sequence[str] = ()) -> list[str] | None:
+    """What git shows under ``root`` (tracked + untracked-not-ignored), or None if git fails.
+
+    ``paths``: only these (repository-relative, literal) paths.
+    """
     redirect = [name for name in _GIT_REDIRECTS if os.environ.get(name)]
     if redirect:
         logger.warning("%s set in the environment: walking %s without git", redirect[0], root)
@@ -472,6 +478,7 @@ def _git_list(root: Path) -> list[str] | None:
     command = [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", "--no-pager"]
     command += [arg for setting in _GIT_CONFIG for arg in ("-c", setting)]
     command += ["ls-files", "--cached", "--others", "--exclude-standard", "-z"]
+    command += ["--", *(f":(literal){path}" for path in paths)] if paths else []
     try:
         output = git.Git(str(root)).execute(
             command,
@@ -496,6 +503,31 @@ def _git_list(root: Path) -> list[str] | None:
         return None
     data = output if isinstance(output, bytes) else str(output).encode()
     return [os.fsdecode(path) for path in data.split(b"\0") if path]
+
+
+def listed_by_walk(root: Path, rel_path: str) -> bool:
+    """Whether the walk would list ``rel_path`` by git's rules (tracked, or not ignored).
+
+    For a file saved from the editor: one ``git ls-files`` on that path, or, outside git,
+    the ``.gitignore`` files from the root down to it. Content rules are ``skip_reason``'s.
+    """
+    resolved = Path(root).resolve()
+    top = _git_top(resolved)
+    listed = _git_list(resolved, [rel_path]) if top is not None else None
+    if listed is not None:
+        return rel_path in listed
+    walker = _Walker(resolved, DEFAULT_MAX_FILE_BYTES, pathspec.GitIgnoreSpec.from_lines([]), {})
+    stack = walker.ancestor_ignores(top)
+    parts = rel_path.split("/")
+    for depth in range(len(parts)):
+        folder = "/".join(parts[:depth])
+        ignore = resolved / folder / ".gitignore"
+        spec = _load_ignore(ignore) if ignore.is_file() else None
+        if spec is not None:
+            stack = (*stack, (folder, "", spec))
+        if _ignored("/".join(parts[: depth + 1]), depth < len(parts) - 1, stack):
+            return False
+    return True
 
 
 def walk_repository(
