@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -54,6 +54,8 @@ def backend_settings(settings: ServerSettings) -> BackendSettings:
         n_ctx=model.context_length,
         n_threads=model.threads or interactive_threads(),
         n_gpu_layers=model.gpu_layers,
+        trusted_keys=model.trusted_keys,
+        require_signature=model.require_signature,
     )
 
 
@@ -82,8 +84,8 @@ def fix_for(error: ModelError, settings: ServerSettings) -> str:
         )
     if settings.model.path:
         return (
-            "Fix apprentice.model.path (a GGUF file), or clear it to use the embedded model; "
-            "`apprentice model verify PATH` checks a file."
+            "Fix apprentice.model.path (a GGUF file, checkpoint directory or installed name), "
+            "or clear it to use the embedded model; `apprentice model verify PATH` checks it."
         )
     return "Reinstall Apprentice (`make setup`) to restore the embedded model."
 
@@ -97,6 +99,10 @@ class ModelStatus:
     architecture: str = ""
     error: str | None = None
     load_seconds: float | None = None
+    # The serving model's checkpoint (name, version, signer, verified...; ResolvedModel.describe)
+    checkpoint: dict[str, object] = field(default_factory=dict)
+    # Why the last switch to another model was refused while this one kept serving.
+    refused: str | None = None
 
 
 class Engine:
@@ -123,6 +129,7 @@ class Engine:
         self._generation = 0  # bumped by every reload, so a stale load never installs itself
         self._warm_seq = 0
         self._failed_at = 0.0
+        self._serving: BackendSettings | None = None  # what the serving backend was made from
         # Told about every finished completion, cancelled ones included (token accounting).
         self.on_result: Callable[[CompletionResult], None] | None = None
         self._lock = threading.Lock()
@@ -134,21 +141,30 @@ class Engine:
         with self._lock:
             self._generation += 1
             generation = self._generation
-            self.status = ModelStatus(state="loading")
+            if self.backend is None:
+                self.status = ModelStatus(state="loading")
+            # else the serving model goes on serving until its successor has loaded
         return asyncio.get_running_loop().run_in_executor(self._executor, self._load, generation)
 
     def _load(self, generation: int) -> None:
         started = time.monotonic()
         settings = self.settings
+        chosen = backend_settings(settings)
+        checkpoint: dict[str, object] = {}
         try:
-            backend = self.factory(backend_settings(settings))
+            if not chosen.remote_url and chosen.model_path:
+                # Verified (and refused) before llama.cpp or the old model are touched.
+                chosen = replace(chosen, resolved=chosen.resolve())
+                checkpoint = chosen.resolve().describe()
+            backend = self.factory(chosen)
             info: ModelInfo = backend.info()
         except ModelError as error:
-            self._failed(error, settings)
+            self._failed(error, settings, generation)
             return
         except Exception as error:  # a broken backend must not take the server down
             logger.exception("loading the model failed")
-            self._failed(ModelError(f"the model could not be loaded: {error}"), settings)
+            failure = ModelError(f"the model could not be loaded: {error}")
+            self._failed(failure, settings, generation)
             return
         with self._lock:
             if generation != self._generation:
@@ -157,21 +173,35 @@ class Engine:
             if self.backend is not None:
                 self.backend.close()
             self.backend = backend
+            self._serving = chosen
             self.pipeline = self._pipeline(backend)
             self.status = ModelStatus(
                 state="ready",
                 name=info.name,
                 architecture=info.architecture,
                 load_seconds=time.monotonic() - started,
+                checkpoint=checkpoint,
             )
         logger.info("model %s ready in %.2fs", info.name, time.monotonic() - started)
 
-    def _failed(self, error: ModelError, settings: ServerSettings) -> None:
-        message = f"Apprentice: no completions: {error}. {fix_for(error, settings)}"
-        logger.error("%s", message)
+    def _failed(self, error: ModelError, settings: ServerSettings, generation: int) -> None:
         with self._lock:
-            self.status = ModelStatus(state="error", error=str(error))
-            self._failed_at = time.monotonic()
+            if generation != self._generation:
+                return  # a newer load is under way: this outcome no longer matters
+            serving = self.backend is not None and self.status.state == "ready"
+            if serving:
+                # A refused switch (a tampered checkpoint, a bad signature...) leaves the
+                # model that was serving in place, and says so.
+                message = (
+                    f"Apprentice: model not switched, {self.status.name} keeps serving: "
+                    f"{error}. {fix_for(error, settings)}"
+                )
+                self.status = replace(self.status, refused=str(error))
+            else:
+                message = f"Apprentice: no completions: {error}. {fix_for(error, settings)}"
+                self.status = ModelStatus(state="error", error=str(error))
+                self._failed_at = time.monotonic()
+        logger.error("%s", message)
         self.report("model", message)
 
     def retry_if_due(self) -> None:
@@ -209,7 +239,7 @@ class Engine:
     def reconfigure(self, settings: ServerSettings) -> asyncio.Future[None] | None:
         """Apply new settings; reload the model only when its own settings changed."""
         old, self.settings = self.settings, settings
-        if old.model != settings.model or self.status.state == "error":
+        if old.model != settings.model or self.status.state == "error" or self.status.refused:
             return self.start()
         with self._lock:
             if self.backend is not None:
@@ -246,7 +276,11 @@ class Engine:
         pipeline = self.pipeline
         if pipeline is None or self.status.state != "ready":
             return None
-        return await self.run(lambda: self._complete(pipeline, cursor, cancel, budget, started))
+        # The pipeline current when the model thread gets to it: a switch may have closed
+        # the one current now.
+        return await self.run(
+            lambda: self._complete(self.pipeline or pipeline, cursor, cancel, budget, started)
+        )
 
     def _complete(
         self,
@@ -297,9 +331,9 @@ class Engine:
         await self.run(work)
 
     def describe_backend(self) -> str:
-        """The backend in words, for ``apprentice.status``."""
-        model = self.settings.model
-        if model.remote_url:
-            return f"remote {model.remote_url}"
-        threads = model.threads or interactive_threads()
-        return f"llama.cpp ({model.path or 'embedded default model'}, {threads} thread(s))"
+        """The backend in words (the serving one), for ``apprentice.status``."""
+        serving = self._serving or backend_settings(self.settings)
+        if serving.remote_url:
+            return f"remote {serving.remote_url}"
+        threads = serving.n_threads or interactive_threads()
+        return f"llama.cpp ({serving.model_path or 'embedded default model'}, {threads} thread(s))"

@@ -35,7 +35,12 @@ DEFAULT_LANGUAGES = (
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """Which model answers: the embedded default, a GGUF (plus LoRA), or a remote server."""
+    """Which model answers: the embedded default, a checkpoint, a GGUF (plus LoRA), or a remote.
+
+    ``path`` names a GGUF, a checkpoint directory or an installed ``NAME[@VERSION]``. With
+    ``require_signature``, only checkpoints signed by one of ``trusted_keys`` (``.pub`` paths
+    or key lines) load; a signature that does not match its manifest is refused always.
+    """
 
     path: str | None = None
     lora: str | None = None
@@ -44,6 +49,8 @@ class ModelSettings:
     context_length: int = 4096
     threads: int | None = None
     gpu_layers: int = 0
+    require_signature: bool = False
+    trusted_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,8 @@ def _accepts(annotation: Any, value: object) -> bool:
             return True
         if option is str and isinstance(value, str):
             return True
+        if option == tuple[str, ...] and isinstance(value, list):
+            return all(isinstance(item, str) for item in value)
     return False
 
 
@@ -157,6 +166,8 @@ def _section(cls: type, raw: object, where: str, problems: list[str]) -> Any:
         annotation = hints[spec.name]
         if not _accepts(annotation, value):
             expected = getattr(annotation, "__name__", None) or str(annotation)
+            if annotation == tuple[str, ...]:
+                expected = "a list of strings"
             problems.append(f"{where}.{key}: expected {expected}, got {value!r}")
             continue
         try:
