@@ -232,6 +232,9 @@ class ApprenticeServer(LanguageServer):
                 "architecture": s.architecture,
                 "error": s.error,
                 "load_seconds": round(s.load_seconds, 2) if s.load_seconds else None,
+                # name, version, signer, verified... of a team checkpoint (None: not one)
+                "checkpoint": s.checkpoint or None,
+                "refused": s.refused,
             }
         result: dict[str, object] = {
             "server": SERVER_VERSION,
