@@ -1,0 +1,122 @@
+"""The pipeline's quality levers: line-start completions, code over comments, names below."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from lsprotocol import types
+
+from lsp.convert import completion_items, inline_items
+from lsp.linestart import line_start
+from lsp.partials import comment_where_code_goes
+from lsp.pipeline import CompletionPipeline, Cursor, PipelineSettings
+from model.api import render_prompt
+from model.fake import FakeBackend
+
+IF_ELSE = "def sign(x):\n    if x >= 0:\n        return 1\n        \n"
+
+
+def at(text: str, offset: int) -> Cursor:
+    return Cursor(path="m.py", language="python", text=text, offset=offset)
+
+
+def answers(*texts: str) -> FakeBackend:
+    """A backend giving ``texts`` in turn (the last one from then on)."""
+    calls: list[int] = []
+
+    def respond(prompt: str) -> str:
+        calls.append(1)
+        return texts[min(len(calls), len(texts)) - 1]
+
+    return FakeBackend(respond=respond)
+
+
+def test_line_start_after_auto_indent_lets_the_model_write_the_indentation() -> None:
+    offset = IF_ELSE.index("        \n") + 8
+    view = line_start(at(IF_ELSE, offset))
+    assert view is not None and not view.above
+    assert view.cursor.text == "def sign(x):\n    if x >= 0:\n        return 1\n\n"
+    assert view.mapped("    else:") == ("    else:", 8)  # a dedent: replace the indent
+    assert view.mapped("        x += 1") == ("x += 1", 0)  # same level: plain insertion
+
+
+def test_line_start_above_a_line_of_code() -> None:
+    text = "def f(xs):\n    return total\n"
+    view = line_start(at(text, text.index("    return")))
+    assert view is not None and view.above
+    assert view.cursor.text == "def f(xs):\n\n    return total\n"
+    assert view.mapped("    total = sum(xs)") == ("    total = sum(xs)\n", 0)
+    inside = line_start(at(text, text.index("return")))  # cursor after the indentation
+    assert inside is not None and inside.above
+    assert inside.mapped("    total = sum(xs)") == ("    total = sum(xs)\n    ", 4)
+
+
+def test_no_line_start_where_code_precedes_the_cursor_or_at_an_empty_line_start() -> None:
+    text = "x = 1\n\ny = \n"
+    assert line_start(at(text, text.index("y = ") + 4)) is None
+    assert line_start(at(text, text.index("\n\n") + 1)) is None
+
+
+def test_pipeline_suggests_a_dedent_after_auto_indent() -> None:
+    backend = answers("    else:")
+    offset = IF_ELSE.index("        \n") + 8
+    result = CompletionPipeline(backend).complete(at(IF_ELSE, offset))
+    assert (result.text, result.replaced) == ("    else:", 8)
+    # The model saw the line start, not the auto-indent.
+    assert render_prompt(backend.requests[0].prompt).endswith("return 1\n")
+    off = CompletionPipeline(backend, PipelineSettings(line_start=False))
+    assert off.complete(at(IF_ELSE, offset)).replaced == 0
+
+
+def test_pipeline_inserts_a_line_above_existing_code() -> None:
+    text = "def f(xs):\n    return total\n"
+    backend = answers("    total = sum(xs)")
+    result = CompletionPipeline(backend).complete(at(text, text.index("    return")))
+    assert (result.text, result.replaced) == ("    total = sum(xs)\n", 0)
+
+
+def test_a_comment_is_not_offered_where_code_follows() -> None:
+    text = "def total(xs):\n\n    return t\n"
+    offset = text.index("\n\n") + 1
+    settings = PipelineSettings(candidates=2)
+    picked = CompletionPipeline(answers("    # add them up", "    t = sum(xs)"), settings)
+    assert picked.complete(at(text, offset)).text == "    t = sum(xs)"
+    lever_off = replace(settings, code_over_comment=False, suffix_names=False)
+    plain = CompletionPipeline(answers("    # add them up", "    t = sum(xs)"), lever_off)
+    assert plain.complete(at(text, offset)).text == "    # add them up"
+
+
+def test_comments_stay_allowed_when_writing_one_or_at_the_end() -> None:
+    body = "def f():\n    x = 1\n"
+    assert comment_where_code_goes(at(body, body.index("    x")), "    # note")
+    assert not comment_where_code_goes(at("# ", 2), "Copyright")
+    assert not comment_where_code_goes(at("x = 1\n", 6), "# the end")
+    writing = "def f():\n    # \n    x = 1\n"
+    assert not comment_where_code_goes(at(writing, writing.index("# ") + 2), "explain x")
+
+
+def test_a_candidate_defining_what_the_code_below_reads_is_preferred() -> None:
+    text = "def uniq(xs):\n\n    for x in xs:\n        ret.add(x)\n    return ret\n"
+    offset = text.index("\n\n") + 1
+    settings = PipelineSettings(candidates=2)
+    picked = CompletionPipeline(answers("    out = set()", "    ret = set()"), settings)
+    assert picked.complete(at(text, offset)).text == "    ret = set()"
+    # With the lever off the first candidate stands.
+    off = CompletionPipeline(
+        answers("    out = set()", "    ret = set()"), replace(settings, suffix_names=False)
+    )
+    assert off.complete(at(text, offset)).text == "    out = set()"
+    # When no candidate defines it, the first one is still shown.
+    neither = CompletionPipeline(answers("    out = set()", "    seen = set()"), settings)
+    assert neither.complete(at(text, offset)).text == "    out = set()"
+
+
+def test_the_editor_range_starts_before_the_cursor_by_the_replaced_characters() -> None:
+    position = types.Position(line=3, character=8)
+    item = inline_items("    else:", position, replaced=8).items[0]
+    assert item.range is not None and item.range.start == types.Position(3, 0)
+    assert item.range.end == position
+    edit = completion_items("    else:", position, "", replaced=8).items[0].text_edit
+    assert isinstance(edit, types.TextEdit) and edit.range.start.character == 0
+    plain = inline_items("x", position).items[0]
+    assert plain.range is not None and plain.range.start == position
