@@ -1,4 +1,4 @@
-"""Ruff on an in-memory buffer (stdin, the project's configuration): what an edit adds; fixes."""
+"""Ruff on an in-memory buffer (stdin, the workspace's configuration): what an edit adds; fixes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lint_bridge.api import LintBridgeError, Reason, Splice
+from lint_bridge.ruff_config import config_args
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +153,17 @@ def find_ruff() -> str | None:
 class RuffRunner:
     """Runs ruff as a subprocess with a timeout; caches results per (path, text)."""
 
-    def __init__(self, timeout_s: float = 2.0, *, command: Sequence[str] | None = None) -> None:
-        """``command`` is the argv prefix that runs ruff (default: ``find_ruff()``)."""
+    def __init__(
+        self,
+        timeout_s: float = 2.0,
+        *,
+        command: Sequence[str] | None = None,
+        workspace_root: Path | None = None,
+    ) -> None:
+        """``command`` is the argv prefix that runs ruff (default: ``find_ruff()``);
+        ``workspace_root``: configuration is read from inside it only (``ruff_config``)."""
         self.timeout_s = timeout_s
+        self.workspace_root = workspace_root
         self._command = list(command) if command is not None else None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, bytes], tuple[RuffDiagnostic, ...]] = OrderedDict()
@@ -268,6 +277,7 @@ class RuffRunner:
             "--quiet",
             # Files the project's configuration excludes stay unlinted, as in the user's own runs.
             "--force-exclude",
+            *config_args(target, self.workspace_root),
             "-",
         ]
         # RUFF_OUTPUT_FILE would send the report to a file instead of the pipe we read.

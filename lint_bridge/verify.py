@@ -46,7 +46,9 @@ class Verifier:
         self.workspace_root = workspace_root
         self.known_symbols = known_symbols
         self._resolver = resolver
-        self.ruff = RuffRunner(timeout_s=self.settings.ruff_timeout_s)
+        self.ruff = RuffRunner(
+            timeout_s=self.settings.ruff_timeout_s, workspace_root=workspace_root
+        )
 
     @property
     def resolver(self) -> ModuleResolver:
