@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.02
 _EOF = {"eof": True}
+# How long close() waits for a running request to let go of the worker before killing it.
+_CLOSE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class LlamaConfig:
     fim_template: FimTemplate | None = None
     name: str | None = None
     load_timeout: float = 180.0
+    # A worker silent this long past a request's deadline, or after a cancel, is stuck
+    # (in llama.cpp, between two checks that never come): it is killed and restarted.
+    stuck_after: float = 10.0
 
 
 class _Worker:
@@ -128,6 +133,11 @@ class _Worker:
             how = f"exited with status {code}"
         last = next((line for line in reversed(self.log_tail) if line.strip()), "")
         return how + (f" ({last[:200]})" if last else "")
+
+    def kill(self) -> None:
+        """End the process at once (it may be stuck inside llama.cpp, deaf to requests)."""
+        if self.alive():
+            self.process.kill()
 
     def stop(self) -> None:
         if self.alive():
@@ -248,11 +258,25 @@ class LlamaCppBackend:
         return self._next_id
 
     def close(self) -> None:
-        """Stop the worker process."""
-        with self._lock:
+        """Stop the worker process, in bounded time even while a request is stuck in it.
+
+        A running request holds the lock; if it does not let go within ``_CLOSE_WAIT_S``
+        the worker is killed, which ends that request with an error and frees the lock.
+        """
+        if not self._lock.acquire(timeout=_CLOSE_WAIT_S):
+            worker = self._worker
+            if worker is not None:
+                logger.warning("the model worker is busy; killing it to shut down")
+                worker.kill()
+            if not self._lock.acquire(timeout=_CLOSE_WAIT_S):
+                logger.error("a model request did not end after its worker was killed")
+                return
+        try:
             if self._worker is not None:
                 self._worker.stop()
                 self._worker = None
+        finally:
+            self._lock.release()
 
     def reload(self) -> None:
         """Forget a remembered load failure and start afresh on the next request."""
@@ -325,14 +349,26 @@ class LlamaCppBackend:
             )
             finished = False
             cancel_sent = False
+            # The worker stops at the deadline by itself; past this, it is stuck.
+            stuck_at = (
+                request.deadline + self.config.stuck_after if request.deadline is not None else None
+            )
             try:
                 while True:
                     if not cancel_sent and request.cancel is not None and request.cancel.cancelled:
                         worker.send({"op": "cancel", "id": request_id})
                         cancel_sent = True
+                        cancel_by = time.monotonic() + self.config.stuck_after
+                        stuck_at = cancel_by if stuck_at is None else min(stuck_at, cancel_by)
                     try:
                         reply = worker.replies.get(timeout=_POLL_SECONDS)
                     except queue.Empty:
+                        if stuck_at is not None and time.monotonic() > stuck_at:
+                            worker.kill()
+                            raise BackendCrashedError(
+                                "the model worker stopped answering while generating; "
+                                "it was stopped and restarts on the next request"
+                            ) from None
                         continue
                     if reply is _EOF:
                         raise BackendCrashedError(
