@@ -70,6 +70,14 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     )
     parser.add_argument("--candidates", type=int, default=2, help="(default 2, as the server)")
     parser.add_argument("--n-threads", type=int, help="llama.cpp threads (default: as the server)")
+    parser.add_argument(
+        "--verification",
+        type=int,
+        default=0,
+        metavar="N",
+        help="HumanEval: verify and run N candidates per task, to measure the verifier's "
+        "precision and recall against the tests",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--output", help="also write the JSON (every task) to this file")
     parser.set_defaults(handler=cmd_eval)
@@ -97,6 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         embed=not args.no_embed,
         as_typed=args.as_typed,
         candidates=args.candidates,
+        verification_samples=args.verification,
     )
     bar = ProgressBar()
     result = run(options, progress=bar)
@@ -118,4 +127,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     compared = ratios(result.rows)
     if compared:
         sys.stdout.write("\n" + compared + "\n")
+    for model, found in result.verification.items():
+        sys.stdout.write(f"\nVerification against execution ({model}):\n\n{found.table()}\n")
     return 0

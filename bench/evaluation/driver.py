@@ -23,6 +23,7 @@ from bench.evaluation.runner import (
     summarize,
     without_lever,
 )
+from bench.evaluation.verification import VerificationStudy, study
 from model.factory import BackendSettings, create_backend
 from model.holes import LINE_PLACEMENTS, HoleTask, Placement, placements_for
 from model.sandbox import SandboxLimits
@@ -76,6 +77,8 @@ class EvalOptions:
     as_typed: bool = False
     candidates: int = 2
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+    # Candidates per task for the verification-against-execution study (0: no study).
+    verification_samples: int = 0
 
 
 @dataclass
@@ -85,6 +88,7 @@ class EvalRun:
     rows: list[Row] = field(default_factory=list)
     results: dict[tuple[str, str, str], list[TaskResult]] = field(default_factory=dict)
     tasks: int = 0
+    verification: dict[str, VerificationStudy] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -102,6 +106,7 @@ class EvalRun:
                 for (m, v, p), items in self.results.items()
                 for t in items
             ],
+            "verification": {model: v.as_json() for model, v in self.verification.items()},
         }
 
 
@@ -196,5 +201,15 @@ def _run_models(
                     summary = summarize(results, peak_rss_mb())
                     out.rows.append(Row(spec.label, variant.name, placement, summary))
                     logger.info("%s: %s", label, summary)
+            if options.verification_samples:
+                pipeline = pipeline_for(backend, base, default_variant(1), workspace)
+                out.verification[spec.label] = study(
+                    pipeline,
+                    workspace,
+                    [t for t in tasks if t.test is not None and t.line_hole],
+                    samples=options.verification_samples,
+                    limits=options.sandbox,
+                    progress=progress,
+                )
         finally:
             backend.close()
