@@ -18,7 +18,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from lsp import convert, framing
+from lsp import convert, framing, scope, uris
 from lsp.actions import CodeActions
 from lsp.completions import CompletionService, Suggestion
 from lsp.engine import Engine
@@ -48,6 +48,7 @@ class ApprenticeServer(LanguageServer):
         self._shown: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._progress_count = 0
+        self._refused: set[str] = set()
         self.main_loop: asyncio.AbstractEventLoop | None = None
 
     # -- messages ------------------------------------------------------------------------
@@ -101,6 +102,22 @@ class ApprenticeServer(LanguageServer):
     def document(self, uri: str) -> TextDocument | None:
         """An open document; None for one the client never opened (no guessing from disk)."""
         return self.workspace.text_documents.get(uri)
+
+    def workspace_roots(self) -> list[Path]:
+        """The workspace folders (pygls keeps them current), else the root the client named."""
+        found = [uris.path_of(uri) for uri in self.workspace.folders]
+        roots = [path for path in found if path is not None]
+        return roots or ([self.root] if self.root is not None else [])
+
+    def refused(self, uri: str) -> bool:
+        """Whether a document gets no completions, actions or context (``lsp.scope``)."""
+        why = scope.refusal(uri, self.workspace_roots())
+        if why is not None and uri not in self._refused:
+            if len(self._refused) > 1000:
+                self._refused.clear()
+            self._refused.add(uri)
+            logger.warning("refusing %s: %s", uri, why)
+        return why is not None
 
     def warn(self, message: str) -> None:
         """A one-off warning popup (bad settings)."""
@@ -201,7 +218,7 @@ class ApprenticeServer(LanguageServer):
         self, doc: TextDocument, position: types.Position, *, invoked: bool = False
     ) -> Suggestion | None:
         """The verified suggestion at a position of a document, or None."""
-        if self.completions is None or self.engine is None:
+        if self.completions is None or self.engine is None or self.refused(doc.uri):
             return None
         try:
             cursor = convert.cursor_at(doc, position, self.root)
@@ -335,7 +352,7 @@ def build_server() -> ApprenticeServer:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: ApprenticeServer, params: types.DidOpenTextDocumentParams) -> None:
         doc = ls.document(params.text_document.uri)
-        if ls.engine is None or doc is None:
+        if ls.engine is None or doc is None or ls.refused(doc.uri):
             return
         if convert.document_language(doc) not in ls.settings.languages:
             return
@@ -407,13 +424,16 @@ def build_server() -> ApprenticeServer:
         doc = ls.document(params.text_document.uri)
         if ls.actions is None or doc is None or convert.document_language(doc) != "python":
             return []
+        if ls.refused(doc.uri):
+            return []
         return await ls.actions.list(doc, params.range)
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def code_action_resolve(
         ls: ApprenticeServer, action: types.CodeAction
     ) -> types.CodeAction:
-        if ls.actions is None:
+        uri = convert.json_object(action.data).get("uri")
+        if ls.actions is None or (isinstance(uri, str) and ls.refused(uri)):
             return action
         return await ls.actions.resolve(ls.workspace, action)
 
