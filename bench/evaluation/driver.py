@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from bench.evaluation.runner import (
     without_lever,
 )
 from bench.evaluation.verification import VerificationStudy, study
+from model.api import Backend
 from model.factory import BackendSettings, create_backend
 from model.holes import LINE_PLACEMENTS, HoleTask, Placement, placements_for
 from model.sandbox import SandboxLimits
@@ -79,6 +80,8 @@ class EvalOptions:
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     # Candidates per task for the verification-against-execution study (0: no study).
     verification_samples: int = 0
+    # How a model spec becomes a backend (tests pass a fake).
+    backend_factory: Callable[[BackendSettings], Backend] = create_backend
 
 
 @dataclass
@@ -181,7 +184,7 @@ def _run_models(
     assert isinstance(base, PipelineSettings)
     jobs = _jobs(tasks, options.placements)
     for spec in options.models:
-        backend = create_backend(spec.settings)
+        backend = options.backend_factory(spec.settings)
         try:
             backend.info()  # load the model once, before the clock starts
             for variant in options.variants:

@@ -1,0 +1,110 @@
+"""A whole evaluation run: suites, variants, placements, models side by side, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.evaluation.driver import EvalOptions, parse_model, run, variants_for
+from bench.evaluation.report import ratios, table
+from model.factory import BackendSettings
+from model.fake import FakeBackend
+
+
+def test_model_specs() -> None:
+    assert parse_model("default", n_threads=1).label == "embedded"
+    spec = parse_model("base.gguf+adapter.gguf", n_threads=1)
+    assert spec.settings.model_path == "base.gguf"
+    assert spec.settings.lora_path == "adapter.gguf"
+    remote = parse_model("teacher=http://127.0.0.1:8080/v1#big", n_threads=1)
+    assert remote.label == "teacher"
+    assert remote.settings.remote_url == "http://127.0.0.1:8080/v1"
+    assert remote.settings.remote_model == "big"
+    assert parse_model("team/ckpt", n_threads=1).settings.model_path == "team/ckpt"
+
+
+def test_variants() -> None:
+    names = [v.name for v in variants_for(2, ablate=True, without=["line_start"])]
+    assert names == [
+        "raw model",
+        "+ repository context",
+        "+ candidates and verification",
+        "everything (default)",
+        "everything (default) - line_start",
+    ]
+    with pytest.raises(ValueError):
+        variants_for(2, ablate=False, without=["nope"])
+
+
+def _answering(canonical: bool):
+    """A fake model that answers each HumanEval hole right (or with nothing useful)."""
+    from bench.evaluation import humaneval
+
+    answers = {t.original[: t.start]: t.answer for t in humaneval.load("humaneval-single")}
+
+    def factory(settings: BackendSettings) -> FakeBackend:
+        def respond(prompt: str) -> str:
+            if not canonical:
+                return "\n"
+            for before, answer in answers.items():
+                if prompt.endswith(before):
+                    return answer.rstrip("\n")
+            return "pass"
+
+        return FakeBackend(respond=respond)
+
+    return factory
+
+
+def test_the_right_answers_pass_and_wrong_ones_fail() -> None:
+    """The harness itself: canonical answers score 1.0, empty answers 0.0."""
+    models = [parse_model("good=default", n_threads=1), parse_model("bad=default", n_threads=1)]
+    rows = []
+    for model, canonical in zip(models, (True, False), strict=True):
+        options = EvalOptions(
+            models=[model],
+            limit=6,
+            placements=("empty",),
+            variants=variants_for(1, ablate=False, without=[]),
+            backend_factory=_answering(canonical),
+        )
+        rows += run(options).rows
+    good, bad = rows
+    assert good.summary.pass_at_1 == 1.0 and good.summary.exact == 1.0
+    assert bad.summary.pass_at_1 == 0.0 and bad.summary.empty == 1.0
+    assert "| good | everything (default) | empty | 6 | 1.00 | 1.00 |" in table(rows)
+    assert "| bad | everything (default) | empty | 0.00x | 0.00x |" in ratios(rows)
+
+
+@pytest.mark.model
+def test_cli_runs_humaneval_and_a_repository_with_the_real_model(tmp_path: Path) -> None:
+    """``apprentice eval`` end to end: real model, real sandbox, real index."""
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--limit", "2", "--json"]
+    done = subprocess.run(
+        [*command, "--placement", "indent"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["tasks"] == 2 and len(data["results"]) == 2
+    row = data["rows"][0]
+    assert row["placement"] == "indent" and row["tasks"] == 2
+    assert 0.0 <= row["pass_at_1"] <= 1.0 and row["latency_p50_ms"] > 0
+    repo = Path(__file__).parents[1] / "data" / "sample_repo"
+    copy = tmp_path / "repo"
+    subprocess.run(["cp", "-r", str(repo), str(copy)], check=True)
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+    done = subprocess.run(
+        [*command, "--suite", "repo", "--repo", str(copy), "--no-embed", "--kinds", "assign"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["rows"][0]["placement"] == "cursor"
+    assert all(r["kind"] == "assign" for r in data["results"])
+    assert not list(copy.glob("**/.apprentice*"))  # nothing written into the repository
