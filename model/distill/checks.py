@@ -1,0 +1,202 @@
+"""Keep only verified samples: lint_bridge's verdict, then the repository's tests where they apply.
+
+A completion sample goes into the buffer with the hole, as the server checks a suggestion;
+a fix sample must remove its diagnostic and add nothing (``verify_fix``). Where tests in
+the repository name the function around the hole and pass on the original code, a sample
+must keep them passing: they run in the sandbox (``model.sandbox``) against a copy of
+the repository with the sample written into it.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from lint_bridge.api import Document, Splice
+from lint_bridge.fixes import verify_fix
+from lint_bridge.ruff import RuffDiagnostic
+from lint_bridge.verify import Verifier
+from model.distill.tasks import Task
+
+logger = logging.getLogger(__name__)
+
+_MAX_TEST_FILES = 2
+_TEST_NAME = re.compile(r"(?:^|/)(?:test_[^/]*|[^/]*_test)\.py$")
+
+
+class SampleChecker:
+    """Verifies samples of one repository's tasks; reuse it for the whole repository."""
+
+    def __init__(self, root: Path, *, run_tests: bool = True, test_timeout_s: float = 60.0):
+        self.root = root
+        self.verifier = Verifier(workspace_root=root)
+        self.tests = TestGate(root, test_timeout_s) if run_tests else None
+
+    def check(self, task: Task, text: str, middle: str) -> str | None:
+        """None when ``middle`` passes every check for ``task`` in ``text``; else why not."""
+        path = self.root / task.path
+        if task.kind == "fix":
+            assert task.diagnostic is not None
+            indent = task.prefix[len(task.prefix.rstrip(" \t")) :]
+            splice = Splice(task.start, task.end, indent + middle)
+            doc = Document(path=path, text=text, language=task.language)
+            target = RuffDiagnostic(
+                code=task.diagnostic["code"],
+                message=task.diagnostic["message"],
+                line=task.diagnostic["line"],
+                column=task.diagnostic["column"],
+                end_line=task.diagnostic["line"],
+                end_column=task.diagnostic["column"],
+            )
+            fixed = asyncio.run(verify_fix(self.verifier, doc, splice, target))
+            if not fixed.ok:
+                return "fix:" + _short(fixed.reasons[0] if fixed.reasons else "not verified")
+            after = splice.apply(text)
+        else:
+            holed = task.prefix + task.suffix
+            splice = Splice(len(task.prefix), len(task.prefix), middle)
+            verdict = self.verifier.check_sync(Document(path, holed, task.language), splice)
+            if verdict.verdict != "accept":
+                return _reason_label(verdict.reasons[0].label if verdict.reasons else "reject")
+            after = splice.apply(holed)
+        if self.tests is not None:
+            return self.tests.check(task, text, after)
+        return None
+
+    def close(self) -> None:
+        """Remove the repository copy the tests ran in."""
+        if self.tests is not None:
+            self.tests.close()
+
+
+def _reason_label(label: str) -> str:
+    """``unknown-symbol:os.pathx`` counts as ``unknown-symbol``; ruff codes stay apart."""
+    return label.split(":", 1)[0] if label.startswith("unknown-symbol") else label
+
+
+def _short(reason: str) -> str:
+    return reason.split(":", 1)[0].split(" is ", 1)[0].strip() or "not verified"
+
+
+class TestGate:
+    """Runs the tests that name a task's function, on the original and on each sample."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, root: Path, timeout_s: float) -> None:
+        self.root = root
+        self.timeout_s = timeout_s
+        self._tests: list[tuple[str, str]] | None = None
+        self._copy: Path | None = None
+        self._baseline: dict[tuple[str, ...], bool] = {}
+        self.runs = 0
+
+    def covering(self, task: Task, text: str) -> tuple[str, ...]:
+        """Test files (repository-relative) that name the function holding the hole."""
+        name = _enclosing_function(text, task.start)
+        if name is None or name.startswith("__"):
+            return ()
+        if self._tests is None:
+            self._tests = _test_files(self.root)
+        word = re.compile(rf"\b{re.escape(name)}\b")
+        hits = [path for path, body in self._tests if path != task.path and word.search(body)]
+        return tuple(hits[:_MAX_TEST_FILES])
+
+    def check(self, task: Task, original: str, edited: str) -> str | None:
+        """None when the covering tests (if any, and passing on the original) still pass."""
+        tests = self.covering(task, original)
+        if not tests:
+            return None
+        if tests not in self._baseline:
+            self._baseline[tests] = self._run(task.path, original, tests)
+            if not self._baseline[tests]:
+                logger.info("tests %s fail on the original code: not used", ", ".join(tests))
+        if not self._baseline[tests]:
+            return None
+        return None if self._run(task.path, edited, tests) else "tests"
+
+    def _run(self, path: str, text: str, tests: tuple[str, ...]) -> bool:
+        from model.sandbox import SandboxLimits, run_python
+
+        copy = self._repository_copy()
+        target = copy / path
+        original = target.read_bytes()
+        target.write_text(text, encoding="utf-8")
+        self.runs += 1
+        try:
+            result = run_python(
+                _pytest_program(copy, tests),
+                SandboxLimits(
+                    timeout_s=self.timeout_s, cpu_s=int(self.timeout_s) + 1, memory_mb=2048
+                ),
+            )
+        finally:
+            target.write_bytes(original)
+        logger.debug("tests %s on %s: %s", tests, path, result.reason)
+        return result.passed
+
+    def _repository_copy(self) -> Path:
+        if self._copy is None:
+            self._copy = Path(tempfile.mkdtemp(prefix="apprentice-distill-tests-")) / "repo"
+            shutil.copytree(
+                self.root,
+                self._copy,
+                ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".venv"),
+                symlinks=True,
+            )
+        return self._copy
+
+    def close(self) -> None:
+        """Remove the repository copy."""
+        if self._copy is not None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self._copy.parent)
+            self._copy = None
+
+
+def _test_files(root: Path) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")) or not _TEST_NAME.search(rel):
+            continue
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            found.append((rel, path.read_text(encoding="utf-8")))
+    return found
+
+
+def _enclosing_function(text: str, offset: int) -> str | None:
+    """The name of the innermost function whose lines hold ``offset`` (None at module level)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    line = text.count("\n", 0, offset) + 1
+    best: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            end = node.end_lineno or node.lineno
+            if node.lineno <= line <= end and (best is None or node.lineno >= best.lineno):
+                best = node
+    return best.name if best is not None else None
+
+
+def _pytest_program(copy: Path, tests: tuple[str, ...]) -> str:
+    """The sandboxed program: pytest on ``tests`` inside the copy, writing nothing."""
+    paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    args = ["-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(copy), *tests]
+    return (
+        "import os, sys\n"
+        "sys.dont_write_bytecode = True\n"
+        f"sys.path[:0] = {[str(copy), *dict.fromkeys(paths)]!r}\n"
+        f"os.chdir({str(copy)!r})\n"
+        "import pytest\n"
+        f"sys.exit(pytest.main({args!r}))\n"
+    )
