@@ -362,7 +362,7 @@ def _feature_commands() -> list[Callable[..., None]]:
 
 
 # Each adds its parsers to ``commands`` (top level) and ``model_commands`` (``apprentice model``).
-_FEATURE_MODULES: tuple[str, ...] = ("lsp.cli_eval", "lsp.cli_checkpoint")
+_FEATURE_MODULES: tuple[str, ...] = ("lsp.cli_eval", "lsp.cli_checkpoint", "lsp.cli_train")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
