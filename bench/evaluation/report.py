@@ -35,9 +35,9 @@ def table(rows: Sequence[Row]) -> str:
     head = (
         "| model | pipeline | placement | tasks | pass@1 | exact | edit sim | ident F1 "
         "| callee (cross-file) | unknown names | empty | p50 ms | p95 ms | prompt tok "
-        "| gen tok | tok/s | peak RSS MiB |"
+        "| gen tok | tok/s | peak RSS MiB | errors |"
     )
-    lines = [head, "|" + "---|" * 17]
+    lines = [head, "|" + "---|" * 18]
     for row in rows:
         s = row.summary
         lines.append(
@@ -46,7 +46,7 @@ def table(rows: Sequence[Row]) -> str:
             f"| {_rate(s.callee_named)} | {s.unknown_symbols:.2f} | {s.empty:.2f} "
             f"| {s.latency_p50_ms:.0f} | {s.latency_p95_ms:.0f} | {s.prompt_tokens:.0f} "
             f"| {s.generated_tokens:.1f} | {s.tokens_per_s:.1f} "
-            f"| {'-' if s.peak_rss_mb is None else f'{s.peak_rss_mb:.0f}'} |"
+            f"| {'-' if s.peak_rss_mb is None else f'{s.peak_rss_mb:.0f}'} | {s.errors} |"
         )
     return "\n".join(lines)
 

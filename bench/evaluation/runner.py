@@ -201,6 +201,25 @@ def run_task(
     )
 
 
+def _failed(task: HoleTask, placement: Placement) -> TaskResult:
+    """The result of a task whose completion raised: no suggestion, marked as an error."""
+    scored = score(task.answer.strip(), "", empty=True, callee=task.callee)
+    return TaskResult(
+        task_id=task.task_id,
+        kind=task.kind,
+        placement=placement,
+        cross_file=task.cross_file,
+        suggestion=None,
+        replaced=0,
+        score=replace(scored, passed=False if task.test is not None else None),
+        latency_ms=0.0,
+        prompt_tokens=0,
+        prompt_tokens_evaluated=0,
+        completion_tokens=0,
+        verdict="error",
+    )
+
+
 Progress = Callable[[str, int, int], None]  # (stage, done, total), as lsp.progress draws it
 
 
@@ -220,7 +239,11 @@ def run_all(
     for i, (task, placement) in enumerate(jobs):
         if progress is not None:
             progress(label, i, len(jobs))
-        out.append(run_task(pipeline, workspace, task, placement, budget=budget, limits=limits))
+        try:
+            out.append(run_task(pipeline, workspace, task, placement, budget=budget, limits=limits))
+        except Exception:  # a bug, counted and shown in the table; the run goes on
+            logger.exception("task %s (%s) failed", task.task_id, placement)
+            out.append(_failed(task, placement))
     if progress is not None:
         progress(label, len(jobs), len(jobs))
     return out
@@ -244,6 +267,7 @@ class Summary:
     generated_tokens: float
     tokens_per_s: float
     peak_rss_mb: float | None = None
+    errors: int = 0  # tasks whose completion raised (a bug: see the log)
 
     def as_json(self) -> dict[str, object]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(self).items()}
@@ -275,6 +299,7 @@ def summarize(results: Sequence[TaskResult], peak_rss_mb: float | None = None) -
         generated_tokens=generated / n,
         tokens_per_s=generated / seconds if seconds else 0.0,
         peak_rss_mb=peak_rss_mb,
+        errors=sum(r.verdict == "error" for r in results),
     )
 
 
