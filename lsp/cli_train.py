@@ -44,8 +44,9 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     distill.add_argument("--max-files", type=int, help="Python files per repository at most")
     distill.add_argument(
         "--per-file",
-        default="rest_of_line=4,line=3,body=1,fix=2",
-        help="tasks per file by kind (default rest_of_line=4,line=3,body=1,fix=2)",
+        default="holes=8,fix=2",
+        help="tasks per file: holes (every kind the evaluation cuts) and fixes of ruff "
+        "findings (default holes=8,fix=2)",
     )
     distill.add_argument("--licence", help="licence of the sources (default: read from them)")
     distill.add_argument("--json", action="store_true", help="print the dataset card as JSON")
@@ -75,13 +76,13 @@ def add_commands(commands: Any, model_commands: Any) -> None:
 
 
 def _limits(text: str) -> Any:
-    from model.distill.tasks import TASK_KINDS, TaskLimits
+    from model.distill.tasks import TaskLimits
 
     values: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         kind, sep, count = part.partition("=")
-        if not sep or kind not in TASK_KINDS or not count.isdigit():
-            raise ValueError(f"--per-file {text!r}: expected KIND=N,... with KIND in {TASK_KINDS}")
+        if not sep or kind not in ("holes", "fix") or not count.isdigit():
+            raise ValueError(f"--per-file {text!r}: expected holes=N,fix=N")
         values[kind] = int(count)
     return TaskLimits(**values)
 

@@ -23,7 +23,7 @@ from lint_bridge.api import Document, Splice
 from lint_bridge.fixes import verify_fix
 from lint_bridge.ruff import RuffDiagnostic
 from lint_bridge.verify import Verifier
-from model.distill.tasks import Task
+from model.distill.tasks import FIX_KIND, Task
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class SampleChecker:
     def check(self, task: Task, text: str, middle: str) -> str | None:
         """None when ``middle`` passes every check for ``task`` in ``text``; else why not."""
         path = self.root / task.path
-        if task.kind == "fix":
+        if task.kind == FIX_KIND:
             assert task.diagnostic is not None
             indent = task.prefix[len(task.prefix.rstrip(" \t")) :]
             splice = Splice(task.start, task.end, indent + middle)
@@ -191,10 +191,25 @@ def _enclosing_function(text: str, offset: int) -> str | None:
 def _pytest_program(copy: Path, tests: tuple[str, ...]) -> str:
     """The sandboxed program: pytest on ``tests`` inside the copy, writing nothing."""
     paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    args = ["-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(copy), *tests]
+    args = [
+        "-q",
+        "-x",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:logging",
+        "--rootdir",
+        str(copy),
+        *tests,
+    ]
+    # The sandbox lets the program write only in its own directory: temp files go there.
     return (
-        "import os, sys\n"
+        "import os, sys, tempfile\n"
         "sys.dont_write_bytecode = True\n"
+        "tempfile.tempdir = os.getcwd()\n"
+        "os.environ['PYTEST_DISABLE_PLUGIN_AUTOLOAD'] = '1'\n"
+        "sys.stdout = sys.stderr\n"
         f"sys.path[:0] = {[str(copy), *dict.fromkeys(paths)]!r}\n"
         f"os.chdir({str(copy)!r})\n"
         "import pytest\n"

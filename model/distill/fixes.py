@@ -16,7 +16,7 @@ from pathlib import Path
 from lint_bridge.api import LintBridgeError
 from lint_bridge.fixes import replacement_span
 from lint_bridge.ruff import RuffDiagnostic, RuffRunner
-from model.distill.tasks import Task, task_id
+from model.distill.tasks import FIX_KIND, Task, task_id
 from model.prompt import comment_syntax
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,13 @@ def _fix_task(repo: str, path: str, text: str, diagnostic: RuffDiagnostic) -> Ta
         repo=repo,
         path=path,
         language="python",
-        kind="fix",
+        kind=FIX_KIND,
         prefix=prefix,
         suffix=text[end:],
         truth=_ruff_truth(text, start, end, indent, diagnostic),
         start=start,
         end=end,
+        placement="statement",
         diagnostic={
             "code": diagnostic.code,
             "message": diagnostic.message,

@@ -173,10 +173,22 @@ def _open_progress(state: Path, config: dict[str, Any]) -> set[str]:
             )
     else:
         write_text_atomic(config_path, json.dumps(wanted, indent=2))
+    _drop_partial_line(state / "results.jsonl")
     done = {record["task"] for record in _records(state / "results.jsonl")}
     if done:
         logger.info("resuming: %d tasks already done", len(done))
     return done
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a record a crash left half-written, so the next append starts on its own line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:

@@ -20,7 +20,7 @@ from model.api import (
     CompletionRequest,
     ModelError,
 )
-from model.distill.tasks import Task
+from model.distill.tasks import FIX_KIND, Task
 from model.fim import TemplateChoice
 from model.postprocess import clean_completion, plan_completion
 from model.prompt import PromptInput, build_prompt, comment_syntax
@@ -94,8 +94,9 @@ class Teacher:
             self.backend.count_tokens,
             settings.context_budget,
         )
-        max_lines = (task.truth or "").count("\n") * 2 + 4 if task.kind in ("body", "fix") else 1
-        plan = plan_completion(task.prefix, task.suffix, task.language, max_lines=max(max_lines, 1))
+        multiline = task.kind in ("block", "body", FIX_KIND)
+        max_lines = (task.truth or "").count("\n") * 2 + 4 if multiline else 1
+        plan = plan_completion(task.prefix, task.suffix, task.language, max_lines=max_lines)
         found: list[str] = []
         for attempt in range(settings.k):
             request = CompletionRequest(
@@ -107,7 +108,7 @@ class Teacher:
                 seed=attempt or None,
             )
             raw = self._ask(request)
-            if task.kind == "fix":
+            if task.kind == FIX_KIND:
                 raw = _blank_leading_comments(raw, comment_syntax(task.language)[0])
             text = clean_completion(raw, task.prefix, task.suffix, plan)
             if text and text.strip() and text not in found:
