@@ -28,7 +28,7 @@ from lsp.pipeline import (
     PipelineSettings,
 )
 from lsp.settings import ServerSettings
-from model.api import Backend, CancelToken, ModelError, ModelInfo
+from model.api import Backend, BackendPausedError, CancelToken, ModelError, ModelInfo
 from model.factory import BackendSettings, create_backend
 from model.hardware import interactive_threads
 from model.prompt import Snippet
@@ -297,6 +297,9 @@ class Engine:
             if self.on_result is not None:
                 self.on_result(result)
             return result
+        except BackendPausedError as error:  # a failing server is left alone a while
+            logger.debug("no completion: %s", error)
+            return None
         except ModelError as error:
             logger.error("completion failed: %s", error)
             self.report("model", f"Apprentice: {error}. {fix_for(error, self.settings)}")

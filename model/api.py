@@ -36,6 +36,10 @@ class BackendUnavailableError(ModelError):
     """A remote backend cannot be reached or answered with an error."""
 
 
+class BackendPausedError(BackendUnavailableError):
+    """A backend that kept failing is left alone for a while; nothing was sent to it."""
+
+
 class CancelledError(ModelError):
     """Generation was cancelled by the caller before it produced anything usable."""
 

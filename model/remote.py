@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from model.api import (
+    BackendPausedError,
     BackendUnavailableError,
     CancelToken,
     CompletionRequest,
@@ -29,6 +30,8 @@ from model.api import (
     Usage,
     render_prompt,
 )
+from model.breaker import CircuitBreaker
+from model.sse import MAX_LINE, EventReader, SseError
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,14 @@ _CHARS_PER_TOKEN = 3.5
 _MAX_MESSAGE = 200
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_JSON_BODY = 16 * 1024 * 1024
-_MAX_LINE = 1024 * 1024
-# How often the cancel watcher looks at the token; bounds how late a cancel lands
-# while a read is blocked on a server that is still evaluating the prompt.
+# How often the watcher looks at the cancel token and the clock; bounds how late a cancel
+# or the end of the request lands while a read is blocked (or fed one byte at a time).
 _CANCEL_POLL_S = 0.05
 _DEADLINE_SLACK_S = 0.02
+
+
+class _Overdue(Exception):
+    """Internal: the whole request took longer than ``request_timeout`` (an error)."""
 
 
 class _Stopped(Exception):
@@ -122,7 +128,9 @@ class RemoteBackend:
         api_key: str | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 30.0,
+        request_timeout: float = 60.0,
         context_length: int = 4096,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._endpoint = _parse_base_url(base_url)
         self._model = model or None
@@ -131,12 +139,17 @@ class RemoteBackend:
             _refuse_plain_http_key(self._endpoint)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        # Socket timeouts apply per receive: a server sending a byte now and then would
+        # never hit them. This bounds the whole exchange, connect to last byte.
+        self._request_timeout = request_timeout
         self._context_length = context_length
+        self.breaker = breaker or CircuitBreaker()
         self._lock = threading.Lock()
         self._info: ModelInfo | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._open: set[socket.socket] = set()
         self._aborted: set[socket.socket] = set()
+        self._ends: dict[socket.socket, float] = {}
 
     @property
     def base_url(self) -> str:
@@ -184,33 +197,45 @@ class RemoteBackend:
         resp: http.client.HTTPResponse | None = None
         done = threading.Event()
         watcher: threading.Thread | None = None
+        wait = self.breaker.refusal()
+        if wait is not None:
+            raise BackendPausedError(
+                f"remote model server {url}: failed {self.breaker.failures} times in a row; "
+                f"not asked again for {wait:.0f} s"
+            )
+        outcome = "neutral"
         try:
             self._check(request, None)
             model = self._model or self.info().name
             usage.model = model
             body = self._request_body(request, prompt, model)
             conn, sock = self._connect(url, request)
-            if request.cancel is not None:
-                # A read can block for as long as the server evaluates the prompt; the
-                # watcher shuts the socket down so a cancel lands within a poll interval.
-                watcher = threading.Thread(
-                    target=_watch_cancel,
-                    args=(request.cancel, done, sock),
-                    name="apprentice-remote-cancel",
-                    daemon=True,
-                )
-                watcher.start()
+            watcher = self._watch(sock, request, done)
             resp = self._send(conn, sock, url, "POST", "/completions", body, request)
             log.debug("streaming completion from %s", url)
             yield from self._read_stream(resp, sock, url, request, usage)
+            outcome = "success"
         except _Stopped as stopped:
             usage.finish_reason = stopped.reason
+            outcome = "success" if resp is not None else "neutral"
+        except _Overdue:
+            outcome = "failure"
+            raise self._overdue(url) from None
+        except BackendUnavailableError:
+            outcome = "failure"
+            raise
         finally:
             done.set()
             if watcher is not None:
                 watcher.join()
             self._release(conn, sock, resp)
             usage.seconds = time.monotonic() - started
+            if outcome == "success":
+                self.breaker.success()
+            elif outcome == "failure":
+                self.breaker.failure()
+            else:
+                self.breaker.release()
 
     def _request_body(self, request: CompletionRequest, prompt: str, model: str) -> bytes:
         stop = [s for s in (*request.stop, *(t.text for t in request.stop_tokens)) if s]
@@ -245,14 +270,14 @@ class RemoteBackend:
             if chunk.text:
                 yield chunk.text
             return
-        data: list[str] = []
+        events = EventReader()
         pieces = 0
         finish: str | None = None
         while True:
             self._check(request, sock)
             self._bound_read(sock, request)
             try:
-                raw = resp.readline(_MAX_LINE)
+                raw = resp.readline(MAX_LINE)
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 raise self._failure(url, exc, request, sock, connecting=False) from exc
             if not raw:
@@ -260,20 +285,12 @@ class RemoteBackend:
                 if finish is not None:
                     break  # tolerate servers that omit "data: [DONE]"
                 raise self._error(url, "closed the connection mid-stream")
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if line:
-                if line.startswith(":"):
-                    continue  # SSE comment (keep-alive ping)
-                name, _, value = line.partition(":")
-                if name == "data":
-                    data.append(value.removeprefix(" "))
-                elif name not in ("event", "id", "retry"):
-                    raise self._error(url, f"sent a malformed server-sent event: {line!r}")
+            try:
+                payload = events.feed(raw)
+            except SseError as exc:
+                raise self._error(url, str(exc)) from None
+            if payload is None:
                 continue
-            if not data:
-                continue
-            payload = "\n".join(data)
-            data.clear()
             if payload.strip() == "[DONE]":
                 break
             chunk = self._parse_chunk(payload.encode("utf-8"), url, request)
@@ -336,13 +353,21 @@ class RemoteBackend:
         conn: http.client.HTTPConnection | None = None
         sock: socket.socket | None = None
         resp: http.client.HTTPResponse | None = None
+        done = threading.Event()
+        watcher: threading.Thread | None = None
         try:
             conn, sock = self._connect(url, None)
+            watcher = self._watch(sock, None, done)
             resp = self._send(conn, sock, url, "GET", "/models", None, None)
             body = self._read_body(resp, sock, url, None)
         except _Stopped as stopped:  # only close() can stop a models request
             raise self._error(url, "request aborted: the backend was closed") from stopped
+        except _Overdue:
+            raise self._overdue(url) from None
         finally:
+            done.set()
+            if watcher is not None:
+                watcher.join()
             self._release(conn, sock, resp)
         try:
             listed = json.loads(body)["data"]
@@ -363,6 +388,7 @@ class RemoteBackend:
     def _connect(
         self, url: str, request: CompletionRequest | None
     ) -> tuple[http.client.HTTPConnection, socket.socket]:
+        started = time.monotonic()
         timeout = self._bounded(self._connect_timeout, request)
         ep = self._endpoint
         conn: http.client.HTTPConnection
@@ -385,6 +411,7 @@ class RemoteBackend:
         assert isinstance(sock, socket.socket)
         with self._lock:
             self._open.add(sock)
+            self._ends[sock] = started + self._request_timeout
         return conn, sock
 
     def _send(
@@ -449,6 +476,7 @@ class RemoteBackend:
             with self._lock:
                 self._open.discard(sock)
                 self._aborted.discard(sock)
+                self._ends.pop(sock, None)
 
     def _bounded(self, timeout: float, request: CompletionRequest | None) -> float:
         left = request.seconds_left() if request is not None else None
@@ -465,14 +493,16 @@ class RemoteBackend:
         """Raise _Stopped if the caller cancelled, the deadline passed or close() aborted."""
         with self._lock:
             aborted = sock is not None and sock in self._aborted
+            end = self._ends.get(sock) if sock is not None else None
         if aborted:
             raise _Stopped("cancelled")
-        if request is None:
-            return
-        if request.cancel is not None and request.cancel.cancelled:
-            raise _Stopped("cancelled")
-        if request.deadline is not None and time.monotonic() >= request.deadline:
-            raise _Stopped("deadline")
+        if request is not None:
+            if request.cancel is not None and request.cancel.cancelled:
+                raise _Stopped("cancelled")
+            if request.deadline is not None and time.monotonic() >= request.deadline:
+                raise _Stopped("deadline")
+        if end is not None and time.monotonic() >= end:
+            raise _Overdue()
 
     def _failure(
         self,
@@ -488,6 +518,8 @@ class RemoteBackend:
             self._check(request, sock)
         except _Stopped as stopped:
             return stopped
+        except _Overdue:
+            return self._overdue(url)
         if isinstance(exc, TimeoutError):
             left = request.seconds_left() if request is not None else None
             if left is not None and left < _DEADLINE_SLACK_S:
@@ -512,6 +544,31 @@ class RemoteBackend:
         verb = "cannot connect" if connecting else "connection lost"
         return self._error(url, f"{verb}: {detail or type(exc).__name__}")
 
+    def _watch(
+        self, sock: socket.socket, request: CompletionRequest | None, done: threading.Event
+    ) -> threading.Thread:
+        """A thread that shuts ``sock`` down on a cancel, at the request's deadline or at the
+        end of ``request_timeout``: a read blocked on a slow server, or fed one byte at a
+        time, then returns within a poll interval."""
+        with self._lock:
+            end = self._ends.get(sock, math.inf)
+        cancel = request.cancel if request is not None else None
+        if request is not None and request.deadline is not None:
+            end = min(end, request.deadline)
+        watcher = threading.Thread(
+            target=_watch,
+            args=(sock, cancel, done, end),
+            name="apprentice-remote-watch",
+            daemon=True,
+        )
+        watcher.start()
+        return watcher
+
+    def _overdue(self, url: str) -> BackendUnavailableError:
+        return self._error(
+            url, f"no complete answer within {self._request_timeout:g} s (request timeout)"
+        )
+
     def _error(self, url: str, detail: str) -> BackendUnavailableError:
         """One line naming the URL; the API key is masked even if a server echoes it."""
         text = " ".join(detail.split())
@@ -522,10 +579,12 @@ class RemoteBackend:
         return BackendUnavailableError(f"remote model server {url}: {text}")
 
 
-def _watch_cancel(cancel: CancelToken, done: threading.Event, sock: socket.socket) -> None:
-    """Shut ``sock`` down once ``cancel`` fires, waking a read blocked on a slow server."""
+def _watch(
+    sock: socket.socket, cancel: CancelToken | None, done: threading.Event, end: float
+) -> None:
+    """Shut ``sock`` down once ``cancel`` fires or ``end`` passes, waking a blocked read."""
     while not done.wait(_CANCEL_POLL_S):
-        if cancel.cancelled:
+        if (cancel is not None and cancel.cancelled) or time.monotonic() >= end:
             _shutdown(sock)
             return
 

@@ -21,11 +21,13 @@ import pytest
 
 from model.api import (
     Backend,
+    BackendPausedError,
     BackendUnavailableError,
     CancelToken,
     CompletionRequest,
     SpecialToken,
 )
+from model.breaker import CircuitBreaker
 from model.remote import RemoteBackend
 
 pytestmark = pytest.mark.network
@@ -213,6 +215,7 @@ class _StubServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _StubHandler)
         self.seen: list[Seen] = []
         self.release = threading.Event()
+        self.flaky_fails = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients hang up on purpose (timeouts, cancels); that is not news
@@ -301,6 +304,34 @@ class _StubHandler(BaseHTTPRequestHandler):
 
     def _route_midstream(self) -> None:
         self._reply(200, "text/event-stream", _events(_chunk("a"), done=False))
+
+    def _route_trickle(self) -> None:
+        # Headers at once, then one byte of a never-ending comment every 20 ms (for ten
+        # minutes): each receive is quick, so only a deadline over the whole request ends it.
+        self._reply(200, "text/event-stream", b": ")
+        for _ in range(30_000):
+            if self.server.release.wait(0.02):
+                return
+            try:
+                self.wfile.write(b"z")
+                self.wfile.flush()
+            except OSError:
+                return
+
+    def _route_longline(self) -> None:
+        self._reply(200, "text/event-stream", b"data: " + b"x" * (200 * 1024))
+
+    def _route_longevent(self) -> None:
+        self._reply(200, "text/event-stream", b"data: xxxxxxxxxxxxxxxx\n" * 40_000)
+
+    def _route_endless(self) -> None:
+        self._reply(200, "text/event-stream", _events(*[_chunk("")] * 60_000, done=False))
+
+    def _route_flaky(self) -> None:
+        if self.server.flaky_fails:
+            self._route_midstream()
+        else:
+            self._route_ok()
 
 
 @pytest.fixture(scope="module")
@@ -471,3 +502,75 @@ def test_settings_are_checked_and_tokens_estimated() -> None:
     assert backend.count_tokens("") == 0
     assert backend.count_tokens("x") == 1
     assert backend.count_tokens("abcdefg") == 2  # 7 / 3.5
+
+
+# -- limits over the whole request -------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_trickling_server_is_cut_at_the_request_timeout(stub: _StubServer) -> None:
+    backend = RemoteBackend(_url(stub, "trickle"), model="m", read_timeout=5, request_timeout=1)
+    assert "request timeout" in _failure(backend)
+
+
+@pytest.mark.timeout(60)
+def test_a_trickling_server_is_cut_at_the_request_deadline(stub: _StubServer) -> None:
+    backend = RemoteBackend(_url(stub, "trickle"), model="m", read_timeout=5)
+    stream = backend.complete(_request(deadline=time.monotonic() + 0.5))
+    assert stream.text() == ""
+    assert stream.usage.finish_reason == "deadline"
+
+
+@pytest.mark.parametrize(
+    ("route", "complaint"),
+    [
+        ("longline", "a line longer than 64 KiB"),
+        ("longevent", "an event longer than 256 KiB"),
+        ("endless", "more than 4096 KiB"),
+    ],
+)
+def test_stream_size_is_capped(stub: _StubServer, route: str, complaint: str) -> None:
+    assert complaint in _failure(RemoteBackend(_url(stub, route), model="m"))
+
+
+# -- circuit breaker ----------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failing_server_is_left_alone_then_tried_again(stub: _StubServer) -> None:
+    clock = _Clock()
+    breaker = CircuitBreaker(threshold=2, cooldown_s=5, clock=clock)
+    backend = RemoteBackend(_url(stub, "flaky"), model="m", breaker=breaker)
+    stub.flaky_fails = True
+
+    def asked() -> int:
+        return sum(s.path == "/flaky/v1/completions" for s in stub.seen)
+
+    for _ in range(2):  # fails mid-generation, twice
+        assert "mid-stream" in _failure(backend)
+    assert asked() == 2 and breaker.state == "open"
+    with pytest.raises(BackendPausedError, match="failed 2 times in a row"):
+        backend.complete(_request()).text()
+    assert asked() == 2  # refused without a request
+
+    clock.now += 6  # past the cool-down: one trial goes through, and fails
+    assert "mid-stream" in _failure(backend)
+    assert asked() == 3 and breaker.state == "open"
+    clock.now += 6  # the cool-down doubled after a failed trial
+    with pytest.raises(BackendPausedError):
+        backend.complete(_request()).text()
+    assert asked() == 3
+
+    stub.flaky_fails = False
+    clock.now += 5
+    assert backend.complete(_request()).text() == "abc"  # the trial succeeds
+    assert breaker.state == "closed"
+    assert backend.complete(_request()).text() == "abc"
+    assert asked() == 5
