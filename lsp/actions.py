@@ -16,7 +16,7 @@ from pygls.workspace import TextDocument, Workspace
 from lint_bridge.api import CheckSettings, Document, LintBridgeError
 from lint_bridge.ruff import RuffDiagnostic
 from lint_bridge.verify import Verifier
-from lsp import convert
+from lsp import convert, uris
 from lsp.engine import Engine
 from lsp.fixing import FixOffer, FixPipeline, ProposedFix, find_target, fix_offers
 from model.api import CancelToken, ModelError
@@ -103,7 +103,7 @@ class CodeActions:
         uri = data.get("uri")
         if action.edit is not None or not isinstance(uri, str):
             return action
-        doc = workspace.text_documents.get(uri)
+        doc = workspace.text_documents.get(uris.document_key(uri))
         if doc is None or doc.version != data.get("version"):
             return _disabled(action, "the document changed; ask for the fix again")
         target = find_target(await self._diagnostics(doc), data)

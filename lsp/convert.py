@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from indexer.languages import language_for
+from lsp import uris
 from lsp.pipeline import Cursor
 
 # Sorts after every other completion item: an AI guess never outranks the language server.
@@ -23,8 +23,7 @@ class PositionError(ValueError):
 
 def document_path(doc: TextDocument) -> Path | None:
     """The file system path of a document, or None for an unsaved/virtual one."""
-    path = to_fs_path(doc.uri)
-    return Path(path) if path else None
+    return uris.path_of(doc.uri)
 
 
 # Editors' language ids that differ from Apprentice's (which follow the grammars).
@@ -36,7 +35,7 @@ def document_language(doc: TextDocument) -> str:
     if doc.language_id:
         language = doc.language_id.lower()
         return _CLIENT_LANGUAGE_IDS.get(language, language)
-    return language_for(doc.uri)
+    return language_for(uris.document_key(doc.uri))
 
 
 def offset_of(doc: TextDocument, position: types.Position) -> int:
@@ -52,14 +51,10 @@ def offset_of(doc: TextDocument, position: types.Position) -> int:
 def cursor_at(doc: TextDocument, position: types.Position, root: Path | None) -> Cursor:
     """The plain-data cursor the pipeline takes."""
     path = document_path(doc)
-    rel = doc.uri
+    rel = uris.document_key(doc.uri)
     if path is not None:
-        rel = path.name
-        if root is not None:
-            try:
-                rel = path.resolve().relative_to(root).as_posix()
-            except ValueError:
-                rel = path.as_posix()
+        inside = uris.relative_path(doc.uri, root) if root is not None else None
+        rel = inside if inside is not None else (path.as_posix() if root else path.name)
     return Cursor(
         path=rel,
         language=document_language(doc),

@@ -15,7 +15,6 @@ from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
-from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from lsp import convert, framing, scope, uris
@@ -101,7 +100,7 @@ class ApprenticeServer(LanguageServer):
 
     def document(self, uri: str) -> TextDocument | None:
         """An open document; None for one the client never opened (no guessing from disk)."""
-        return self.workspace.text_documents.get(uri)
+        return self.workspace.text_documents.get(uris.document_key(uri))
 
     def workspace_roots(self) -> list[Path]:
         """The workspace folders (pygls keeps them current), else the root the client named."""
@@ -235,7 +234,8 @@ class ApprenticeServer(LanguageServer):
             now = self.document(doc.uri)
             return now is not None and (now.version or 0) == asked
 
-        return await self.completions.suggest(doc.uri, version, cursor, is_current, invoked=invoked)
+        key = uris.document_key(doc.uri)
+        return await self.completions.suggest(key, version, cursor, is_current, invoked=invoked)
 
     def status(self) -> dict[str, object]:
         """What ``apprentice.status`` answers."""
@@ -309,8 +309,8 @@ def _root_of(params: types.InitializeParams) -> Path | None:
     folders = params.workspace_folders or []
     uri = folders[0].uri if folders else params.root_uri
     if uri:
-        path = to_fs_path(uri)
-        return Path(path).resolve() if path else None
+        path = uris.path_of(uri)
+        return path.resolve() if path else None
     if params.root_path:
         return Path(params.root_path).resolve()
     return None
@@ -362,17 +362,15 @@ def build_server() -> ApprenticeServer:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: ApprenticeServer, params: types.DidCloseTextDocumentParams) -> None:
         if ls.completions is not None:
-            ls.completions.forget(params.text_document.uri)
+            ls.completions.forget(uris.document_key(params.text_document.uri))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     async def did_save(ls: ApprenticeServer, params: types.DidSaveTextDocumentParams) -> None:
-        path = to_fs_path(params.text_document.uri)
-        if ls.index is None or ls.root is None or not path:
+        if ls.index is None or ls.root is None:
             return
-        try:
-            rel = Path(path).resolve().relative_to(ls.root).as_posix()
-        except ValueError:
-            return  # outside the workspace
+        rel = uris.relative_path(params.text_document.uri, ls.root)
+        if rel is None:
+            return  # not a file of the workspace
         doc = ls.document(params.text_document.uri)
         text = params.text if params.text is not None else (doc.source if doc else None)
         await ls.index.update_file(rel, text)
