@@ -49,6 +49,13 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "findings (default holes=8,fix=2)",
     )
     distill.add_argument("--licence", help="licence of the sources (default: read from them)")
+    distill.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out files matching this gitignore-style pattern (repeatable)",
+    )
     distill.add_argument("--json", action="store_true", help="print the dataset card as JSON")
     distill.set_defaults(handler=cmd_distill)
 
@@ -166,6 +173,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         run_tests=not args.no_tests,
         max_files=args.max_files,
         licence=args.licence,
+        excludes=tuple(args.exclude),
     )
     teacher = _teacher(args)
     reporter = _Reporter()

@@ -214,6 +214,12 @@ def test_repository_without_python_is_refused(tmp_path: Path) -> None:
         distill([docs], tmp_path / "out", None, settings())
 
 
+def test_excluded_files_give_no_tasks(repo: Path) -> None:
+    card = distill([repo], repo.parent / "ds", None, settings(excludes=("shop/stock.py",)))
+    examples = read_jsonl(repo.parent / "ds" / TRAIN_FILE)
+    assert card["sources"][0]["files"] == 1 and {e.path for e in examples} == {"shop/prices.py"}
+
+
 def test_missing_repository_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         distill([tmp_path / "nowhere"], tmp_path / "out", None, settings())

@@ -63,6 +63,7 @@ class DistillSettings:
     run_tests: bool = True
     max_files: int | None = None
     licence: str | None = None  # overrides what the licence files say
+    excludes: tuple[str, ...] = ()  # gitignore-style patterns left out of every repository
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def distill(
 
 def _scan(root: Path, settings: DistillSettings) -> _Repo:
     try:
-        walk = walk_repository(root)
+        walk = walk_repository(root, extra_ignores=settings.excludes)
     except IndexerError as error:
         raise DatasetError(str(error).replace("cannot index", "cannot read")) from None
     files = [f.path for f in walk.files if f.language == "python"]
