@@ -28,7 +28,7 @@ LLAMA_KEY := $(shell echo '$(LLAMA_CPP_VERSION) $(strip $(LLAMA_CMAKE_ARGS))' | 
 WHEELHOUSE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/wheels/llama-cpp-python-$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
 
-.PHONY: all demo test lint format bench clean setup
+.PHONY: all demo test lint format bench clean setup student
 
 all: test
 
@@ -79,6 +79,30 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.indexing
 	$(BIN)/python -m bench.verify
 	$(BIN)/python -m bench.typing_trace
+
+# The default FIM student of the embedded Gemma 3 270M, from CPython's standard library
+# (PSF licence) held out by file: distill (ground truth only) and train on this machine's
+# CPU (STUDENT_DEVICE=cuda on a GPU), then copy the adapter, the dataset card and the
+# training log into model/student/. Work and step checkpoints stay in STUDENT_WORK, so an
+# interrupted run resumes. Hours on a 2-core CPU: run it on purpose, never from CI.
+STUDENT_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/student-work
+STUDENT_STEPS ?= 1000
+STUDENT_DEVICE ?= cpu
+STDLIB = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+
+student: $(STAMP)
+	$(BIN)/apprentice distill $(STDLIB) -o $(STUDENT_WORK)/dataset --teacher none \
+		--per-file holes=8,fix=0 --heldout 0.1 --seed 0 --licence PSF-2.0 --no-tests \
+		--exclude 'test/' --exclude 'tests/' --exclude 'idlelib/' --exclude 'lib2to3/' \
+		--exclude 'turtledemo/' --exclude 'site-packages/'
+	$(BIN)/apprentice train $(STUDENT_WORK)/dataset -o $(STUDENT_WORK)/train \
+		--steps $(STUDENT_STEPS) --lr 2e-4 --rank 16 --alpha 32 --max-tokens 256 \
+		--plain-ratio 0.2 --seed 0 --eval-every 200 --device $(STUDENT_DEVICE) \
+		--name apprentice-gemma3-270m-stdlib
+	mkdir -p model/student
+	cp $(STUDENT_WORK)/train/adapter.gguf $(STUDENT_WORK)/train/training.json \
+		$(STUDENT_WORK)/train/train_log.jsonl $(STUDENT_WORK)/train/checkpoint/apprentice-model.toml \
+		$(STUDENT_WORK)/dataset/CARD.md $(STUDENT_WORK)/dataset/card.json model/student/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
