@@ -322,6 +322,8 @@ def _clean_lines(text: str, ctx: _Context, plan: CompletionPlan) -> str | None:
             lines[0] = lines[0].lstrip(" \t")
     lines = lines[: plan.max_lines * 4]
     lines = _cut_at_next_line(lines, ctx, blank_cursor)
+    if not lines:
+        return None  # the model's first line is the code that already follows
     limited: list[str] | None
     if plan.multiline and plan.block_indent is not None:
         limited = _limit_block(lines, ctx, ctx.width(plan.block_indent), blank_cursor, plan)

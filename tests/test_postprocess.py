@@ -304,3 +304,11 @@ def test_random_text_never_crashes_and_obeys_the_plan(language: str) -> None:
         assert out.count("\n") < p.max_lines
         if p.line_suffix.strip():
             assert "\n" not in out
+
+
+def test_a_first_line_repeating_the_code_below_leaves_nothing_and_does_not_crash() -> None:
+    """Found by apprentice eval (HumanEval/71): the model wrote the next line first."""
+    prefix = "def f(a):\n    if a:\n        return 1\n"
+    suffix = "\n    return 0\n"
+    plan = plan_completion(prefix, suffix, "python")
+    assert clean_completion("    return 0\n    x = 1", prefix, suffix, plan) is None
