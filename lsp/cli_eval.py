@@ -29,6 +29,11 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     )
     parser.add_argument("--repo", help="git repository for --suite repo")
     parser.add_argument(
+        "--package",
+        help="--suite repo on this installed package's source, copied into a temporary "
+        "git repository (e.g. git, for GitPython)",
+    )
+    parser.add_argument(
         "--model",
         action="append",
         default=[],
@@ -100,6 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         placements=args.placement or EvalOptions().placements,
         variants=variants_for(args.candidates, ablate=args.ablations, without=args.without_lever),
         repo=Path(args.repo) if args.repo else None,
+        package=args.package,
         kinds=tuple(args.kinds.split(",")) if args.kinds else (),
         cross_file_only=args.cross_file_only,
         embed=not args.no_embed,

@@ -72,6 +72,7 @@ class EvalOptions:
     placements: Sequence[Placement] = LINE_PLACEMENTS
     variants: Sequence[Variant] = ()
     repo: Path | None = None
+    package: str | None = None  # --suite repo on an installed package's source
     kinds: Sequence[str] = ()
     cross_file_only: bool = False
     embed: bool = True
@@ -143,15 +144,16 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
     suite = None
     with tempfile.TemporaryDirectory(prefix="apprentice-eval-") as scratch:
         if options.suite == "repo":
-            from bench.evaluation.repo import prepare
+            from bench.evaluation.repo import package_repository, prepare
             from model.repo_tasks import KINDS
 
-            if options.repo is None:
-                raise ValueError("--suite repo needs --repo PATH (a git repository)")
-            if progress is not None:
-                progress("indexing", 0, 1)
+            repo = options.repo
+            if options.package is not None:
+                repo = package_repository(options.package, Path(scratch))
+            if repo is None:
+                raise ValueError("--suite repo needs --repo PATH or --package NAME")
             suite = prepare(
-                options.repo,
+                repo,
                 limit=options.limit,
                 seed=options.seed,
                 kinds=options.kinds or KINDS,

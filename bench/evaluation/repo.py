@@ -43,6 +43,25 @@ class RepoSuite:
         shutil.rmtree(self.copy.parent, ignore_errors=True)
 
 
+def package_repository(package: str, scratch: Path) -> Path:
+    """A git repository under ``scratch`` holding an installed package's source (its
+    ``.py`` files), for repository tasks on code nobody here wrote. Nothing is imported:
+    the package is found through its import spec."""
+    import importlib.util
+    import subprocess
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"{package!r} is not an installed package (a directory of modules)")
+    source = Path(next(iter(spec.submodule_search_locations)))
+    root = scratch / f"{package}-source"
+    shutil.copytree(
+        source, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyc")
+    )
+    subprocess.run(["git", "init", "-q", str(root)], check=True, capture_output=True)
+    return root
+
+
 def repository_files(root: Path) -> list[SourceFile]:
     """The repository's Python files the indexer would index (secrets and ignored left out)."""
     from indexer.walk import read_source_text, walk_repository
