@@ -33,6 +33,12 @@ Report = Callable[[str, str], None]
 _QUIET_S = 1.0
 # Repository context is looked up again when the cursor moves this many lines away.
 _CONTEXT_REACH = 40
+# close() waits this long for the index thread to finish the file or batch it is on.
+CLOSE_WAIT_S = 10.0
+
+
+class _Closing(Exception):
+    """Raised from the progress callback to stop a build between two files."""
 
 
 class IndexService:
@@ -53,6 +59,12 @@ class IndexService:
         self._last_activity = 0.0
         self._sticky: dict[str, tuple[int, int, list[Snippet]]] = {}
         self._generation = 0
+        # Set while no job runs on the index thread; close() waits on it (bounded).
+        self._idle = threading.Event()
+        self._idle.set()
+        self._jobs = 0
+        self._jobs_lock = threading.Lock()
+        self._closed = False
 
     # -- building ----------------------------------------------------------------------
 
@@ -60,22 +72,66 @@ class IndexService:
         """Index the workspace (then embed it, when enabled); reports go to ``progress``."""
         if not self.settings.enabled:
             return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._build, progress)
+        await self._submit(lambda: self._build(progress))
+
+    async def _submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the index thread; close() knows whether one is running."""
+        if self._closed:
+            return
+        with self._jobs_lock:
+            self._jobs += 1
+            self._idle.clear()
+
+        def run() -> None:
+            try:
+                if not self._closed:
+                    job()
+            finally:
+                with self._jobs_lock:
+                    self._jobs -= 1
+                    if self._jobs == 0:
+                        self._idle.set()
+                if self._closed and self._idle.is_set():
+                    self._close_index()  # close() gave up waiting: the last job closes it
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except RuntimeError:  # the executor shut down before the job started
+            with self._jobs_lock:
+                self._jobs -= 1
+                if self._jobs == 0:
+                    self._idle.set()
 
     def _build(self, progress: Progress) -> None:
-        self.state = "indexing"
-        started = time.monotonic()
+        """Index, then embed; whatever goes wrong ends in "error" (or "off" when closing)."""
         try:
-            if self.index is None:
-                location = (
-                    Path(self.settings.location).expanduser() if self.settings.location else None
-                )
-                self.index = RepositoryIndex(self.root, IndexSettings(location=location))
-            report = self.index.update(progress=progress)
+            self._build_stages(self._stoppable(progress))
+        except _Closing:
+            self.state = "off"
+            logger.info("indexing %s stopped: the server is shutting down", self.root)
         except (IndexerError, OSError) as error:
             self._failed(error)
-            return
+        except Exception as error:  # a bug or an unexpected fault must not leave "indexing"
+            logger.exception("indexing %s failed", self.root)
+            self._failed(error)
+
+    def _stoppable(self, progress: Progress) -> Progress:
+        """``progress`` that also stops the build between two files once close() is called."""
+
+        def report(stage: str, done: int, total: int) -> None:
+            if self._stop.is_set():
+                raise _Closing()
+            progress(stage, done, total)
+
+        return report
+
+    def _build_stages(self, progress: Progress) -> None:
+        self.state = "indexing"
+        started = time.monotonic()
+        if self.index is None:
+            location = Path(self.settings.location).expanduser() if self.settings.location else None
+            self.index = RepositoryIndex(self.root, IndexSettings(location=location))
+        report = self.index.update(progress=progress)
         report.seconds = time.monotonic() - started
         self.last_report = report
         self.retriever = Retriever(self.index)
@@ -92,7 +148,7 @@ class IndexService:
         if self.settings.embeddings:
             self.state = "embedding"
             self._embed(progress)
-        self.state = "ready"
+        self.state = "off" if self._stop.is_set() else "ready"
 
     def _embed(self, progress: Progress) -> None:
         index = self.index
@@ -105,6 +161,8 @@ class IndexService:
             self._pause.clear()
             try:
                 done, _ = index.embed_pending(progress=progress, stop=self._pause)
+            except _Closing:
+                return
             except Exception as error:  # embeddings are an extra: lexical retrieval goes on
                 logger.warning("embedding the workspace failed; lexical context only: %s", error)
                 return
@@ -130,20 +188,25 @@ class IndexService:
         self._pause.set()
 
     async def update_file(self, rel_path: str, text: str | None) -> None:
-        """Re-index one saved (or deleted) file."""
+        """Re-index one saved (or deleted) file; ``text`` None: read it from disk, if it is
+        still there (a save notification without text must not drop the file)."""
         index = self.index
         if index is None or self.state in ("off", "error"):
             return
 
         def work() -> None:
             try:
-                index.update_file(rel_path, text)
+                current = text if text is not None else _read(self.root / rel_path)
+                index.update_file(rel_path, current)
             except (IndexerError, OSError) as error:
                 logger.warning("re-indexing %s failed: %s", rel_path, error)
                 return
+            except Exception:  # one file must not take the index thread down
+                logger.exception("re-indexing %s failed", rel_path)
+                return
             self._changed()
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        await self._submit(work)
 
     def _changed(self) -> None:
         self._generation += 1
@@ -198,10 +261,42 @@ class IndexService:
             result["error"] = self.error
         return result
 
-    def close(self) -> None:
-        """Stop background work and close the index."""
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Stop background work and close the index.
+
+        The index thread stops at the next file or batch boundary; its commit in flight
+        finishes first (up to ``wait_s``), so the index is never closed under it. If it
+        does not stop in time, close() returns and the thread closes the index when done.
+        """
+        self._closed = True
         self._stop.set()
         self._pause.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        if self.index is not None:
-            self.index.close()
+        # Queued jobs are not cancelled: each sees ``_closed`` and returns at once, so the
+        # idle flag stays true to what runs.
+        self._executor.shutdown(wait=False)
+        if not self._idle.wait(wait_s):
+            logger.warning(
+                "the index thread did not stop within %.0f s; it closes the index when it does",
+                wait_s,
+            )
+            return
+        self._close_index()
+
+    def _close_index(self) -> None:
+        with self._jobs_lock:
+            index, self.index = self.index, None
+        if index is None:
+            return
+        try:
+            index.close()
+        except Exception:  # closing must finish shutting down whatever the index says
+            logger.exception("closing the index of %s failed", self.root)
+
+
+def _read(path: Path) -> str | None:
+    """A file's text as the indexer reads it, or None when it is gone (then it is dropped)."""
+    from indexer.walk import read_source_text
+
+    if not path.is_file():
+        return None
+    return read_source_text(path)
