@@ -384,7 +384,8 @@ def _run_export(source: Path, out_dir: Path, recipe: OnnxRecipe) -> None:
     package_root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, **_OFFLINE_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "indexer.onnx_export", str(source), str(out_dir)]
+    # -P: never import an ``indexer`` package from the working directory (the repository).
+    command = [sys.executable, "-P", "-m", "indexer.onnx_export", str(source), str(out_dir)]
     command += [f"--quantize={int(recipe.quantize)}", f"--fuse={int(recipe.fuse)}"]
     try:
         done = subprocess.run(

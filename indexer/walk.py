@@ -13,7 +13,9 @@ import errno
 import logging
 import os
 import re
+import shutil
 import stat
+import subprocess
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -470,25 +472,28 @@ def _git_list(root: Path, paths: Sequence[str] = ()) -> list[str] | None:
     if redirect:
         logger.warning("%s set in the environment: walking %s without git", redirect[0], root)
         return None
-    try:
-        import git
-    except ImportError as exc:  # GitPython raises this when no git executable is found
-        logger.warning("git is unavailable (%s): walking %s without it", exc, root)
+    executable = trusted_executable("git")
+    if executable is None:
+        logger.warning("git is unavailable: walking %s without it", root)
         return None
-    command = [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", "--no-pager"]
+    command = [executable, "--no-pager"]
     command += [arg for setting in _GIT_CONFIG for arg in ("-c", setting)]
     command += ["ls-files", "--cached", "--others", "--exclude-standard", "-z"]
     command += ["--", *(f":(literal){path}" for path in paths)] if paths else []
     try:
-        output = git.Git(str(root)).execute(
+        done = subprocess.run(
             command,
-            stdout_as_string=False,
-            strip_newline_in_stdout=False,
-            env=_GIT_ENV,
-            kill_after_timeout=_GIT_TIMEOUT_S,
+            cwd=root,
+            env={**os.environ, **_GIT_ENV},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_GIT_TIMEOUT_S,
         )
-    except git.GitCommandError as exc:
-        message = str(exc.stderr or exc).strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.warning("cannot run git in %s, walking without it: %s", root, exc)
+        return None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip()
         if "dubious ownership" in message:
             logger.warning(
                 "git refuses %s: it belongs to another user (see git's safe.directory); "
@@ -498,11 +503,18 @@ def _git_list(root: Path, paths: Sequence[str] = ()) -> list[str] | None:
         else:
             logger.warning("git ls-files failed in %s, walking without git: %s", root, message)
         return None
-    except (git.CommandError, OSError) as exc:
-        logger.warning("cannot run git in %s, walking without it: %s", root, exc)
-        return None
-    data = output if isinstance(output, bytes) else str(output).encode()
-    return [os.fsdecode(path) for path in data.split(b"\0") if path]
+    output = done.stdout
+    return [os.fsdecode(path) for path in output.split(b"\0") if path]
+
+
+def trusted_executable(name: str) -> str | None:
+    """``name`` found on PATH, absolute entries only.
+
+    A relative entry (``.``, an empty one) names the working directory, which for a language
+    server is often the repository: a ``git`` planted there must never run.
+    """
+    entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
+    return shutil.which(name, path=os.pathsep.join(e for e in entries if os.path.isabs(e)))
 
 
 def listed_by_walk(root: Path, rel_path: str) -> bool:

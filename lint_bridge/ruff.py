@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import threading
 from collections import Counter, OrderedDict
@@ -20,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.walk import trusted_executable
 from lint_bridge.api import LintBridgeError, Reason, Splice
 from lint_bridge.ruff_config import config_args
 
@@ -147,7 +147,7 @@ def find_ruff() -> str | None:
 
         return os.fsdecode(find_ruff_bin())
     except (ImportError, FileNotFoundError):
-        return shutil.which("ruff")
+        return trusted_executable("ruff")  # never a ruff planted in the working directory
 
 
 class RuffRunner:

@@ -162,7 +162,9 @@ class LlamaCppBackend:
 
     def __init__(self, config: LlamaConfig, *, python: str | None = None) -> None:
         self.config = config
-        self._command = [python or sys.executable, "-m", "model.worker"]
+        # -P: the working directory (often the user's repository) is not put on sys.path,
+        # so a ``model`` package there can never stand in for this one.
+        self._command = [python or sys.executable, "-P", "-m", "model.worker"]
         self._worker: _Worker | None = None
         self._info: ModelInfo | None = None
         self._load_failure: ModelError | None = None
