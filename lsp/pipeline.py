@@ -462,7 +462,7 @@ class CompletionPipeline:
         result.stages_ms = stages.spent
         logger.info(
             "completion #%d %s: %d prompt tokens (%d evaluated), %d generated (%s), %.0f ms (%s), "
-            "%s; raw %r; context: %s",
+            "%s; context: %s",
             request_id,
             built.mode,
             result.prompt_tokens,
@@ -472,7 +472,8 @@ class CompletionPipeline:
             result.latency_ms,
             ", ".join(f"{name} {ms:.0f}" for name, ms in stages.spent.items()),
             f"{outcome.verdict} after {outcome.count} candidate(s)" if text else "nothing usable",
-            raw[:60],
             ", ".join(built.snippets_used) or "none",
         )
+        # The model's text (it may repeat the buffer's secrets) is for debugging only.
+        logger.debug("completion #%d raw %r", request_id, raw[:200])
         return result
