@@ -441,7 +441,7 @@ class RepositoryIndex:
             try:
                 vectors.save(self.store.vectors_path)
                 self._vectors_dirty = False
-            except OSError as error:
+            except (IndexerError, OSError) as error:  # disk full, read-only: SQLite has it all
                 logger.warning("could not save the vector index cache: %s", error)
 
     # -- queries -----------------------------------------------------------------
@@ -478,10 +478,12 @@ class RepositoryIndex:
         return self.vectors is not None and len(self.vectors) > 0
 
     def close(self) -> None:
-        """Save the vector cache if it changed, then close the store."""
-        if self._vectors_dirty:
-            self._save_vectors()
-        self.store.close()
+        """Save the vector cache if it changed, then close the store (whatever the save did)."""
+        try:
+            if self._vectors_dirty:
+                self._save_vectors()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> RepositoryIndex:
         return self
