@@ -219,13 +219,9 @@ class FixPipeline:
                 model=stream.usage.model,
                 latency_ms=latency_ms,
             )
-        logger.info(
-            "fix #%d %s: no verified fix after %d candidate(s): %s",
-            fix_id,
-            target.code,
-            count,
-            "; ".join(rejected) or "cancelled",
-        )
+        logger.info("fix #%d %s: no verified fix after %d candidate(s)", fix_id, target.code, count)
+        # The reasons quote the candidates (names, ruff messages): model text, DEBUG only.
+        logger.debug("fix #%d rejected: %s", fix_id, "; ".join(rejected) or "cancelled")
         return None
 
     def _job(

@@ -3,7 +3,9 @@ reports, and both can hold secrets (an API key typed in the buffer, the model re
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,33 @@ async def test_no_model_output_or_buffer_text_above_debug(
     assert secret not in above_debug
     assert BUFFER_SECRET not in above_debug
     assert secret in everything  # at DEBUG it is there, for whoever asks for it
+
+
+def test_a_rejected_fix_logs_no_model_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lint_bridge.api import Document
+    from lint_bridge.ruff import find_ruff
+    from lint_bridge.verify import Verifier
+    from lsp.fixing import FixPipeline, FixSettings
+
+    if find_ruff() is None:
+        pytest.skip("ruff is not installed")
+    (tmp_path / "ruff.toml").write_text('[lint]\nselect = ["E", "F"]\n')
+    text = (
+        "def load(path):\n    try:\n        return open(path).read()\n"
+        "    except:\n        return None\n"
+    )
+    verifier = Verifier(workspace_root=tmp_path)
+    doc = Document(tmp_path / "m.py", text, "python")
+    found = asyncio.run(verifier.ruff.diagnostics(text, doc.path)) or []
+    target = next(d for d in found if d.code == "E722")
+    secret = MODEL_SECRET.replace("-", "_")
+    backend = FakeBackend(respond=lambda prompt: f"except {secret}:\n        return None\n")
+    with caplog.at_level(logging.DEBUG):
+        fix = FixPipeline(backend, verifier, FixSettings(candidates=2)).propose(doc, target)
+    assert fix is None
+    above_debug = "\n".join(r.getMessage() for r in caplog.records if r.levelno > logging.DEBUG)
+    assert "no verified fix" in above_debug
+    assert secret not in above_debug
+    assert secret in "\n".join(r.getMessage() for r in caplog.records)
