@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 # llama.vim scans back 128 characters.
 TYPE_AHEAD_REACH = 128
 _ENTRIES_PER_DOCUMENT = 16
+# How often a request waiting for the model to load looks at it.
+_MODEL_POLL_S = 0.02
 _TYPED_WORD = re.compile(r"[\w.]+\Z")
 
 
@@ -196,18 +198,23 @@ class CompletionService:
             return Suggestion(cached, from_cache=True)
         if self.engine.status.state != "ready":
             self.engine.retry_if_due()
-            self.stats.not_ready += 1
-            return None
         ticket = _Ticket()
         self._active[key] = ticket
         try:
-            if self.debounce_s > 0 and not invoked:
+            begun = started
+            if self.engine.status.state != "ready":
+                ready = await self._wait_for_model(ticket, started)
+                if not ready and not ticket.superseded:
+                    self.stats.not_ready += 1
+                    return None
+                begun = time.monotonic()  # the time budget starts once the model is up
+            elif self.debounce_s > 0 and not invoked:
                 await asyncio.sleep(self.debounce_s)
             if ticket.superseded:
                 self.stats.superseded += 1
                 return None
             result = await self.engine.complete(
-                cursor, ticket.cancel, budget=not invoked, started=started
+                cursor, ticket.cancel, budget=not invoked, started=begun
             )
         except asyncio.CancelledError:
             ticket.cancel.cancel()
@@ -217,6 +224,22 @@ class CompletionService:
             if self._active.get(key) is ticket:
                 del self._active[key]
         return self._settle(key, version, cursor, result, ticket, is_current, started, invoked)
+
+    async def _wait_for_model(self, ticket: _Ticket, started: float) -> bool:
+        """Wait while the model loads, up to ``completion.timeoutMs`` from ``started``.
+
+        Only the latest request of a document waits: a newer one supersedes it. False when
+        the model failed, the wait ran out, or the request was superseded.
+        """
+        end = started + self.engine.settings.completion.timeout_ms / 1000
+        while not ticket.superseded:
+            state = self.engine.status.state
+            if state == "ready":
+                return True
+            if state == "error" or time.monotonic() >= end:
+                return False
+            await asyncio.sleep(_MODEL_POLL_S)
+        return False
 
     def _settle(
         self,

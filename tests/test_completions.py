@@ -11,8 +11,8 @@ import pytest
 from lsp.completions import CompletionService, TypeAheadCache
 from lsp.engine import Engine
 from lsp.pipeline import Cursor
-from lsp.settings import ServerSettings, parse_settings
-from model.api import ModelNotFoundError
+from lsp.settings import parse_settings
+from model.api import BackendPausedError, CompletionRequest, CompletionStream, ModelNotFoundError
 from model.factory import BackendSettings
 from model.fake import FakeBackend
 
@@ -92,14 +92,55 @@ async def test_a_suggestion_then_the_cache_while_typing_along() -> None:
     service.engine.close()
 
 
-async def test_nothing_while_the_model_loads() -> None:
-    gate = threading.Event()
+def slow_engine(gate: threading.Event, raw: dict[str, object] | None = None) -> Engine:
+    """An engine whose model loads once ``gate`` is set."""
 
     def slow_factory(settings: BackendSettings) -> FakeBackend:
-        gate.wait(5)
-        return FakeBackend(respond=lambda p: "1\n")
+        gate.wait(30)
+        return FakeBackend(respond=lambda p: "json.load(f)\n")
 
-    engine = Engine(ServerSettings(), root=None, report=lambda k, m: None, factory=slow_factory)
+    settings, problems = parse_settings(raw or {"verify": {"ruff": False}})
+    assert problems == []
+    return Engine(settings, root=None, report=lambda k, m: None, factory=slow_factory)
+
+
+async def test_a_request_made_while_the_model_loads_waits_for_it() -> None:
+    gate = threading.Event()
+    engine = slow_engine(gate)
+    service = CompletionService(engine, debounce_s=0)
+    loading = engine.start()
+    asked = asyncio.ensure_future(service.suggest("doc", 1, cursor(), always_current))
+    await asyncio.sleep(0.1)
+    assert not asked.done()  # waiting, not answered empty
+    gate.set()
+    await loading
+    answer = await asked
+    assert answer is not None and answer.text == "json.load(f)"
+    assert service.stats.not_ready == 0
+    engine.close()
+
+
+async def test_only_the_latest_request_of_a_document_waits_for_the_model() -> None:
+    gate = threading.Event()
+    engine = slow_engine(gate)
+    service = CompletionService(engine, debounce_s=0)
+    loading = engine.start()
+    older = asyncio.ensure_future(service.suggest("doc", 1, cursor(), always_current))
+    await asyncio.sleep(0.05)
+    newer = asyncio.ensure_future(service.suggest("doc", 2, cursor(), always_current))
+    assert await older is None  # superseded at once, without waiting for the load
+    assert not newer.done()
+    gate.set()
+    await loading
+    answer = await newer
+    assert answer is not None and answer.text == "json.load(f)"
+    assert service.stats.superseded == 1
+    engine.close()
+
+
+async def test_waiting_for_the_model_ends_at_the_request_timeout() -> None:
+    gate = threading.Event()
+    engine = slow_engine(gate, {"verify": {"ruff": False}, "completion": {"timeoutMs": 200}})
     service = CompletionService(engine, debounce_s=0)
     loading = engine.start()
     assert await service.suggest("doc", 1, cursor(), always_current) is None
@@ -223,11 +264,25 @@ async def test_a_remote_server_that_was_down_is_tried_again(
     assert await service.suggest("doc", 1, cursor(), always_current) is None
     assert len(attempts) == 1  # not retried on every keystroke
     monkeypatch.setattr(lsp.engine, "REMOTE_RETRY_S", 0.0)
-    assert await service.suggest("doc", 2, cursor(), always_current) is None  # starts a retry
-    for _ in range(100):
-        if engine.status.state == "ready":
-            break
-        await asyncio.sleep(0.01)
-    assert engine.status.state == "ready"
+    # The request that starts the retry waits for it (within completion.timeoutMs).
+    assert await service.suggest("doc", 2, cursor(), always_current) is not None
+    assert engine.status.state == "ready" and len(attempts) == 2
     assert await service.suggest("doc", 3, cursor(), always_current) is not None
+    engine.close()
+
+
+async def test_a_backend_left_alone_after_failures_is_not_reported_again() -> None:
+    class Paused(FakeBackend):
+        def complete(self, request: CompletionRequest) -> CompletionStream:
+            raise BackendPausedError("failed 2 times in a row; not asked again for 2 s")
+
+    reports: list[str] = []
+    settings, _ = parse_settings({"verify": {"ruff": False}})
+    engine = Engine(
+        settings, root=None, report=lambda k, m: reports.append(k), factory=lambda s: Paused()
+    )
+    service = CompletionService(engine, debounce_s=0)
+    await engine.start()
+    assert await service.suggest("doc", 1, cursor(), always_current) is None
+    assert reports == []  # the failures that paused it were reported; the pause is not news
     engine.close()
