@@ -2,7 +2,13 @@
 
 /** The parts of `apprentice.status` (lsp/server.py) the status bar shows. */
 export interface ServerStatus {
-  model?: { state?: string; name?: string | null; version?: string | null; error?: string | null };
+  model?: {
+    state?: string;
+    name?: string | null;
+    error?: string | null;
+    /** A team checkpoint's manifest (name, version, signer, verified...); null for a plain GGUF. */
+    checkpoint?: { name?: string | null; version?: string | null } | null;
+  };
   backend?: string | null;
   index?: { state?: string; files?: number; chunks?: number; error?: string };
   latency?: { count?: number; last_ms?: number | null; p50_ms?: number | null };
@@ -28,11 +34,12 @@ export interface StatusView {
 /** The model's name as the status bar shows it, with a checkpoint's version when known. */
 export function modelLabel(status: ServerStatus | undefined): string {
   const model = status?.model;
-  const name = model?.name || (status?.backend?.startsWith('remote ') ? status.backend.slice('remote '.length) : '');
-  if (!name) {
-    return 'model';
+  const checkpoint = model?.checkpoint;
+  if (checkpoint?.name) {
+    return checkpoint.version ? `${checkpoint.name} ${checkpoint.version}` : checkpoint.name;
   }
-  return model?.version ? `${name} ${model.version}` : name;
+  const name = model?.name || (status?.backend?.startsWith('remote ') ? status.backend.slice('remote '.length) : '');
+  return name || 'model';
 }
 
 function indexPart(status: ServerStatus | undefined): string | undefined {

@@ -29,7 +29,9 @@ test('loading and indexing show progress', () => {
 });
 
 test('a checkpoint shows its version; a remote backend its address', () => {
-  assert.equal(modelLabel({ model: { state: 'ready', name: 'team-coder', version: 'v7' } }), 'team-coder v7');
+  const checkpoint = { name: 'team-coder', version: '7', signer: 'ci', verified: true };
+  assert.equal(modelLabel({ model: { state: 'ready', name: 'qwen2.5-coder', checkpoint } }), 'team-coder 7');
+  assert.equal(modelLabel({ model: { state: 'ready', name: 'qwen2.5-coder', checkpoint: null } }), 'qwen2.5-coder');
   assert.equal(modelLabel({ model: { state: 'ready', name: '' }, backend: 'remote http://127.0.0.1:8080' }), 'http://127.0.0.1:8080');
 });
 
