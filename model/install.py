@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import http.client
 import logging
 import os
@@ -199,12 +200,31 @@ def install(
     ``.part`` file and resumes on the next try; a full disk removes everything partial.
     """
     fetcher = _Fetcher.for_source(source)
+    root = checkpoints_dir(data_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = (root / ".install.lock").open("a")
+    except OSError as exc:
+        raise ModelError(f"cannot write to {root}: {exc.strerror or exc}") from None
+    with lock:
+        # One install at a time per store: two would share the same partial downloads.
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        return _install(fetcher, root, policy, force, progress, cache)
+
+
+def _install(
+    fetcher: _Fetcher,
+    root: Path,
+    policy: Policy,
+    force: bool,
+    progress: Progress | None,
+    cache: HashCache | None,
+) -> InstallResult:
     raw = fetcher.read_small(MANIFEST_NAME)
     if raw is None:
         raise CheckpointError(fetcher.describe(MANIFEST_NAME), "manifest", "the file is missing")
     manifest = parse_manifest(raw, fetcher.describe(MANIFEST_NAME))
     signature = fetcher.read_small(SIGNATURE_NAME)
-    root = checkpoints_dir(data_dir)
     target = root / manifest.name / manifest.version
     if target.exists():
         try:

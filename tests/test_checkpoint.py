@@ -452,3 +452,13 @@ def test_info_describes_a_broken_checkpoint_without_failing(
     info = describe_checkpoint(directory)
     assert info["name"] == "acme" and info["verified"] is False
     assert "size check failed" in str(info["problem"])
+
+
+def test_the_evaluation_harness_takes_a_checkpoint(tmp_path: Path, base: Path) -> None:
+    from bench.evaluation.driver import parse_model
+
+    directory = pack(tmp_path, base)
+    spec = parse_model(f"team={directory}", n_threads=1)
+    resolved = spec.settings.resolve()
+    assert spec.label == "team" and resolved.verified and resolved.manifest is not None
+    assert resolved.manifest.label == "acme@1.2.0"
