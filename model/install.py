@@ -25,14 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.api import ModelError, ModelNotFoundError
-from model.checkpoint import (
-    OPEN_POLICY,
-    HashCache,
-    Policy,
-    Report,
-    default_hash_cache,
-    verify_checkpoint,
-)
 from model.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -43,6 +35,14 @@ from model.manifest import (
     manifest_digest,
     parse_manifest,
     version_key,
+)
+from model.verification import (
+    OPEN_POLICY,
+    HashCache,
+    Policy,
+    Report,
+    default_hash_cache,
+    verify_checkpoint,
 )
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from model.api import ModelInfo
-from model.checkpoint import check_adapter_layout
 from model.default_model import sha256_file
 from model.fim import (
     KNOWN_TEMPLATES,
@@ -42,6 +41,7 @@ from model.manifest import (
     parse_manifest,
     write_atomic,
 )
+from model.verification import check_adapter_layout
 
 logger = logging.getLogger(__name__)
 

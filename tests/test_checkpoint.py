@@ -462,3 +462,15 @@ def test_the_evaluation_harness_takes_a_checkpoint(tmp_path: Path, base: Path) -
     resolved = spec.settings.resolve()
     assert spec.label == "team" and resolved.verified and resolved.manifest is not None
     assert resolved.manifest.label == "acme@1.2.0"
+
+
+def test_info_of_a_manifest_with_dates_in_its_provenance_is_json(
+    tmp_path: Path, base: Path
+) -> None:
+    import json
+
+    directory = pack(tmp_path, base)
+    with (directory / MANIFEST_NAME).open("a") as f:
+        f.write("[provenance]\ntrained = 2026-12-01T10:00:00Z\n")
+    info = describe_checkpoint(directory)
+    assert json.loads(json.dumps(info))["provenance"]["trained"].startswith("2026-12-01")
