@@ -68,3 +68,29 @@ def test_the_declared_fim_template_and_stops_are_used(tmp_path: Path, gemma_path
         assert "return" not in raw and raw == "    "
     finally:
         backend.close()
+
+
+def test_a_trained_family_declared_by_name_resolves_to_its_markers(
+    tmp_path: Path, gemma_path: Path
+) -> None:
+    from model.fim import STUDENT_FAMILY
+
+    packed = pack_checkpoint(
+        tmp_path / "student",
+        gemma_path,
+        name="student",
+        version="1",
+        fim=STUDENT_FAMILY,
+        fim_stop_tokens=["<unused2>", "<eos>"],
+    )
+    fim = packed.manifest.fim
+    assert (fim.template, fim.order) == (STUDENT_FAMILY, "spm")
+    assert fim.prefix is not None and (fim.prefix.text, fim.prefix.id) == ("<unused0>", 6)
+    resolved = load_checkpoint(packed.directory, cache=HashCache(tmp_path / "h.json"))
+    assert resolved.fim is not None
+    assert (resolved.fim.prefix, resolved.fim.suffix, resolved.fim.middle) == (
+        "<unused0>",
+        "<unused1>",
+        None,
+    )
+    assert resolved.fim.order == "spm" and resolved.fim.stop_tokens == ("<unused2>", "<eos>")
