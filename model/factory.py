@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.api import Backend
+from model.api import Backend, ModelError
 from model.checkpoint import Policy, ResolvedModel, resolve_model
 
 
@@ -30,7 +30,10 @@ class BackendSettings:
         """The local model these settings name, verified (CheckpointError when it fails)."""
         if self.resolved is not None:
             return self.resolved
-        policy = Policy.from_specs(self.trusted_keys, self.require_signature)
+        try:
+            policy = Policy.from_specs(self.trusted_keys, self.require_signature)
+        except ValueError as error:
+            raise ModelError(f"a trusted key is unusable: {error}") from None
         return resolve_model(self.model_path, lora=self.lora_path, policy=policy)
 
 

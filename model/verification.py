@@ -71,9 +71,11 @@ class HashCache:
         if self._memory is None:
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
-                self._memory = data if isinstance(data, dict) else {}
             except (OSError, ValueError):
-                self._memory = {}
+                data = {}
+            # Files that are gone (removed checkpoints, temp directories) are forgotten.
+            records = data if isinstance(data, dict) else {}
+            self._memory = {key: value for key, value in records.items() if os.path.exists(key)}
         return self._memory
 
     def sha256(self, path: Path) -> str:

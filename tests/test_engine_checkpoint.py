@@ -152,3 +152,18 @@ async def test_an_untrusted_checkpoint_is_refused_by_the_policy_settings(
     await engine.start()
     assert engine.status.state == "error" and "not among the trusted keys" in reports[0]
     engine.close()
+
+
+async def test_an_unusable_trusted_key_is_one_clear_message(tmp_path: Path, base: Path) -> None:
+    settings, _ = parse_settings(
+        {"model": {"path": str(checkpoint(tmp_path, base, "1.0")), "trustedKeys": ["nonsense"]}}
+    )
+    reports: list[str] = []
+    engine = Engine(
+        settings, root=None, report=lambda k, m: reports.append(m), factory=lambda s: FakeBackend()
+    )
+    await engine.start()
+    assert engine.status.state == "error"
+    [message] = reports
+    assert "a trusted key is unusable" in message and "not a public key" in message
+    engine.close()
