@@ -167,3 +167,30 @@ async def test_an_unusable_trusted_key_is_one_clear_message(tmp_path: Path, base
     [message] = reports
     assert "a trusted key is unusable" in message and "not a public key" in message
     engine.close()
+
+
+async def test_any_failed_reload_keeps_the_model_that_was_serving(tmp_path: Path) -> None:
+    """Not only checkpoints: a model that llama.cpp refuses, or a path that is gone."""
+    from model.api import InvalidModelError
+
+    good = tiny_model().write(tmp_path / "good.gguf")
+    bad = tiny_model().write(tmp_path / "bad.gguf")
+
+    def factory(settings: BackendSettings) -> FakeBackend:
+        if settings.model_path == str(bad):
+            raise InvalidModelError("llama.cpp could not load bad.gguf: unknown architecture")
+        return FakeBackend(respond=lambda p: "1\n", info_value=ModelInfo(name="good"))
+
+    reports: list[str] = []
+    settings = Harness.settings(good)
+    engine = Engine(settings, root=None, report=lambda k, m: reports.append(m), factory=factory)
+    await engine.start()
+    for path in (bad, tmp_path / "gone.gguf"):
+        future = engine.reconfigure(Harness.settings(path))
+        assert future is not None
+        await future
+        assert engine.status.state == "ready" and engine.status.name == "good"
+        assert engine.pipeline is not None
+    assert len(reports) == 2 and all("good keeps serving" in m for m in reports)
+    assert "unknown architecture" in reports[0] and "gone.gguf" in reports[1]
+    engine.close()
