@@ -20,7 +20,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,14 +161,32 @@ def remove_installed(spec: str, data_dir: Path | None = None) -> list[Installed]
     if version is None and len(matches) > 1:
         versions = ", ".join(i.version for i in matches)
         raise ValueError(f"{name} has versions {versions}: say which, e.g. {name}@{versions[0]}")
-    for item in matches:
-        # Out of the listing first (one rename), then deleted: never half a checkpoint listed.
-        trash = Path(tempfile.mkdtemp(prefix=".removing-", dir=item.path.parent.parent))
-        os.replace(item.path, trash / "ckpt")
-        shutil.rmtree(trash, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            item.path.parent.rmdir()  # the name's folder, once its last version is gone
+    with _store_lock(checkpoints_dir(data_dir)):
+        for item in matches:
+            _remove(item.path)
     return matches
+
+
+def _remove(path: Path) -> None:
+    """Out of the listing first (one rename), then deleted: never half a checkpoint listed."""
+    trash = Path(tempfile.mkdtemp(prefix=".removing-", dir=path.parent.parent))
+    os.replace(path, trash / "ckpt")
+    shutil.rmtree(trash, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # the name's folder, once its last version is gone
+
+
+@contextlib.contextmanager
+def _store_lock(root: Path) -> Iterator[None]:
+    """One install or remove at a time per store (installs share partial downloads)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = (root / ".install.lock").open("a")
+    except OSError as exc:
+        raise ModelError(f"cannot write to {root}: {exc.strerror or exc}") from None
+    with lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 # -- installing -------------------------------------------------------------------------------
@@ -201,15 +219,16 @@ def install(
     """
     fetcher = _Fetcher.for_source(source)
     root = checkpoints_dir(data_dir)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock = (root / ".install.lock").open("a")
-    except OSError as exc:
-        raise ModelError(f"cannot write to {root}: {exc.strerror or exc}") from None
-    with lock:
-        # One install at a time per store: two would share the same partial downloads.
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    with _store_lock(root):
+        _remove_stale(root)
         return _install(fetcher, root, policy, force, progress, cache)
+
+
+def _remove_stale(root: Path) -> None:
+    """What an install or remove killed midway left (we hold the lock: nothing is live)."""
+    stale = [*(root / _STAGING).glob("*"), *root.glob(".removing-*")]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _install(
@@ -251,7 +270,7 @@ def _install(
         report = verify_checkpoint(staging, policy, cache=cache)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():  # --force: the old one goes only once the new one is verified
-            remove_installed(manifest.label, root)
+            _remove(target)
             target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, target)
         staging = None

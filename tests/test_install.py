@@ -289,3 +289,18 @@ def test_a_full_disk_during_install_leaves_nothing_partial(
     store = tmp_path / "xdg" / "apprentice" / "checkpoints"
     assert list_installed(store) == []
     assert [p.name for p in store.rglob("*") if p.is_file()] == [".install.lock"]
+
+
+def test_what_a_killed_install_left_is_cleaned_by_the_next(
+    checkpoint: Path, data: Path, cache: HashCache
+) -> None:
+    staging = data / ".staging" / "acme@1.0.abc"
+    staging.mkdir(parents=True)
+    (staging / "base.gguf").write_bytes(b"half")
+    removing = data / ".removing-xyz" / "ckpt"
+    removing.mkdir(parents=True)
+    install(str(checkpoint), data_dir=data, cache=cache)
+    assert not staging.exists() and not removing.parent.exists()
+    assert leftovers(data) == sorted(
+        str((data / "acme" / "1.0" / p.name).relative_to(data)) for p in checkpoint.iterdir()
+    )
