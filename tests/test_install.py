@@ -304,3 +304,27 @@ def test_what_a_killed_install_left_is_cleaned_by_the_next(
     assert leftovers(data) == sorted(
         str((data / "acme" / "1.0" / p.name).relative_to(data)) for p in checkpoint.iterdir()
     )
+
+
+@pytest.mark.network
+def test_a_full_disk_during_a_download_leaves_nothing_partial(
+    tmp_path: Path, mirror: Mirror
+) -> None:
+    big = tiny_model()
+    big.tensors[0].dims = [256, 4096]
+    pack_checkpoint(mirror.directory / "big", big.write(tmp_path / "big.gguf"), name="big",
+                    version="1", link=False)  # fmt: skip
+    mirror.directory = mirror.directory / "big"
+    result = subprocess.run(
+        [sys.executable, "-m", "lsp.cli", "model", "install", mirror.url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")},
+        preexec_fn=_limit_file_size,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "nothing was installed" in result.stderr and "Traceback" not in result.stderr
+    store = tmp_path / "xdg" / "apprentice" / "checkpoints"
+    assert [p.name for p in store.rglob("*") if p.is_file()] == [".install.lock"]
