@@ -181,7 +181,11 @@ def _resolve(
         return ResolvedModel(gguf=path, source="gguf")
     from model.install import find_installed
 
-    return load_checkpoint(find_installed(spec, data_dir), policy, cache=cache)
+    try:
+        directory = find_installed(spec, data_dir)
+    except ValueError as error:  # not NAME[@VERSION] either
+        raise ModelNotFoundError(f"model file not found: {path} ({error})") from None
+    return load_checkpoint(directory, policy, cache=cache)
 
 
 def looks_like_name(spec: str) -> bool:

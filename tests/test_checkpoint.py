@@ -441,6 +441,8 @@ def test_an_unknown_name_is_a_clear_error(tmp_path: Path) -> None:
         resolve_model("nobody@1.0", data_dir=tmp_path)
     with pytest.raises(ModelNotFoundError, match="model file not found"):
         resolve_model(str(tmp_path / "absent.gguf"))
+    with pytest.raises(ModelNotFoundError, match="not NAME or NAME@VERSION"):
+        resolve_model("acme@", data_dir=tmp_path)
 
 
 def test_info_describes_a_broken_checkpoint_without_failing(
