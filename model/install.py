@@ -251,7 +251,9 @@ def _install(
         except CheckpointError:
             existing = b""
         if existing == raw and not force:
-            return InstallResult(manifest, target, None, already=True)
+            if _inspect(manifest.name, target).problem is None:
+                return InstallResult(manifest, target, None, already=True)
+            force = True  # the same checkpoint, damaged: installed afresh
         if not force:
             raise ValueError(
                 f"{manifest.label} is already installed with other contents at {target}; "

@@ -68,6 +68,9 @@ def test_install_list_find_and_remove(checkpoint: Path, data: Path, cache: HashC
     )
     assert [(i.name, i.version, i.problem) for i in list_installed(data)] == [("acme", "1.0", None)]
     assert install(str(checkpoint), data_dir=data, cache=cache).already
+    (result.path / "team.gguf").unlink()  # damaged: the same install repairs it
+    repaired = install(str(checkpoint), data_dir=data, cache=cache)
+    assert not repaired.already and (result.path / "team.gguf").is_file()
     assert find_installed("acme", data) == result.path
     assert find_installed("acme@1.0", data) == result.path
     resolved = resolve_model("acme@1.0", data_dir=data, cache=cache)
