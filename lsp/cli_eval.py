@@ -114,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         verification_samples=args.verification,
     )
     bar = ProgressBar()
-    result = run(options, progress=bar)
+    result = run(options, progress=bar if bar.enabled else _log_lines)
     bar.close()
     data = {
         "suite": args.suite,
@@ -136,3 +136,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for model, found in result.verification.items():
         sys.stdout.write(f"\nVerification against execution ({model}):\n\n{found.table()}\n")
     return 0
+
+
+def _log_lines(stage: str, done: int, total: int) -> None:
+    """Progress where stderr is not a terminal (a log file): a line every tenth of a stage."""
+    step = max(1, total // 10)
+    if done == total or (done % step == 0 and done):
+        sys.stderr.write(f"{stage}: {done}/{total}\n")
+        sys.stderr.flush()
