@@ -128,6 +128,8 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-model")
         self._generation = 0  # bumped by every reload, so a stale load never installs itself
         self._warm_seq = 0
+        # The running or queued warm-up's cancel: a completion that needs the model fires it.
+        self._warming = CancelToken()
         self._failed_at = 0.0
         self._serving: BackendSettings | None = None  # what the serving backend was made from
         # Told about every finished completion, cancelled ones included (token accounting).
@@ -276,6 +278,7 @@ class Engine:
         pipeline = self.pipeline
         if pipeline is None or self.status.state != "ready":
             return None
+        self._warming.cancel()  # a warm-up never makes a completion wait
         # The pipeline current when the model thread gets to it: a switch may have closed
         # the one current now.
         return await self.run(
@@ -296,6 +299,11 @@ class Engine:
             result = pipeline.complete(cursor, cancel=cancel, budget=budget, started=started)
             if self.on_result is not None:
                 self.on_result(result)
+            if pipeline.cold.take_warm() == cursor.path:
+                # It was served from a small first prompt: the full one is warmed next,
+                # unless a completion comes first.
+                self._warming = token = CancelToken()
+                self._executor.submit(self._warm, cursor, self._warm_seq, token)
             return result
         except BackendPausedError as error:  # a failing server is left alone a while
             logger.debug("no completion: %s", error)
@@ -312,26 +320,28 @@ class Engine:
         is warmed (opening ten files must not queue ten prompt evaluations).
         """
         self._warm_seq += 1
-        seq = self._warm_seq
+        self._warming.cancel()
+        self._warming = token = CancelToken()
+        await self.run(lambda: self._warm(cursor, self._warm_seq, token))
 
-        def work() -> None:
-            pipeline = self.pipeline
-            if pipeline is None or seq != self._warm_seq:
-                return
-            try:
-                usage = pipeline.warm(cursor)
-            except ModelError as error:
-                logger.warning("warming the prompt cache failed: %s", error)
-                return
-            if usage is not None:
-                logger.info(
-                    "warmed the prompt cache for %s: %d tokens (%d evaluated)",
-                    cursor.path,
-                    usage.prompt_tokens,
-                    usage.prompt_tokens_evaluated,
-                )
-
-        await self.run(work)
+    def _warm(self, cursor: Cursor, seq: int, cancel: CancelToken) -> None:
+        """On the model thread: warm unless a newer warm-up or a completion came first."""
+        pipeline = self.pipeline
+        if pipeline is None or seq != self._warm_seq or cancel.cancelled:
+            return
+        try:
+            usage = pipeline.warm(cursor, cancel)
+        except ModelError as error:
+            logger.warning("warming the prompt cache failed: %s", error)
+            return
+        if usage is not None:
+            logger.info(
+                "warmed the prompt cache for %s: %d tokens (%d evaluated%s)",
+                cursor.path,
+                usage.prompt_tokens,
+                usage.prompt_tokens_evaluated,
+                ", stopped for a completion" if usage.finish_reason == "cancelled" else "",
+            )
 
     def describe_backend(self) -> str:
         """The backend in words (the serving one), for ``apprentice.status``."""

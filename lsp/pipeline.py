@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from lint_bridge.api import Document, Splice, Verdict
 from lint_bridge.suffix_names import defines_any, unbound_below
 from lint_bridge.verify import Verifier
+from lsp.coldstart import ColdStart
 from lsp.linestart import line_start
 from lsp.partials import balanced_cuts, comment_where_code_goes, without_partial_word
 from lsp.pipeline_types import CompletionResult, Cursor, PipelineSettings
@@ -138,6 +139,7 @@ class CompletionPipeline:
         self.context = context
         self._template = TemplateChoice(self.settings.fim_template)
         self._count_tokens = TokenCounts(backend.count_tokens)
+        self.cold = ColdStart(backend)  # a file's first prompt: small unless cached
         # Lints the buffer as it is while the model generates (see _lint_before).
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-lint")
         self._pending_lint: Future[Any] | None = None
@@ -165,7 +167,11 @@ class CompletionPipeline:
         return plan
 
     def prompt(
-        self, cursor: Cursor, snippets: Sequence[Snippet], template: FimTemplate | None
+        self,
+        cursor: Cursor,
+        snippets: Sequence[Snippet],
+        template: FimTemplate | None,
+        budget: int | None = None,
     ) -> BuiltPrompt:
         """The token-budgeted prompt for this cursor: repository context first, then the file."""
         return build_prompt(
@@ -179,19 +185,20 @@ class CompletionPipeline:
             ),
             template,
             self._count_tokens,
-            self.settings.context_budget,
+            self.settings.context_budget if budget is None else budget,
         )
 
-    def warm(self, cursor: Cursor) -> Usage | None:
+    def warm(self, cursor: Cursor, cancel: CancelToken | None = None) -> Usage | None:
         """Evaluate this cursor's prompt into the backend's cache now (llama.cpp only).
 
-        The next completion in the same file then evaluates only the tokens that differ.
+        The next completion in the same file then evaluates only the tokens that differ;
+        ``cancel`` stops it within one prefill chunk, keeping what was evaluated.
         """
         warm = getattr(self.backend, "warm", None)
         if warm is None:
             return None
         built = self.prompt(cursor, self._snippets(cursor), self.template())
-        usage = warm(built.prompt)
+        usage = warm(built.prompt, cancel) if cancel is not None else warm(built.prompt)
         assert isinstance(usage, Usage)
         return usage
 
@@ -271,7 +278,11 @@ class CompletionPipeline:
         """Generate, clean and verify candidates until one passes; results go to ``outcome``."""
         settings = self.settings
         plan = self.plan(cursor)
-        built = self.prompt(cursor, snippets, template)
+        built = self.cold.choose(
+            cursor.path,
+            self.prompt(cursor, snippets, template),
+            lambda budget: self.prompt(cursor, (), template, budget),
+        )
         stages.mark("prompt")
         max_tokens = settings.max_tokens_multiline if plan.multiline else settings.max_tokens
         for attempt in range(max(1, settings.candidates)):

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from model.api import (
     BackendCrashedError,
+    CancelToken,
     CompletionRequest,
     CompletionStream,
     InvalidModelError,
@@ -239,15 +240,28 @@ class LlamaCppBackend:
         self._worker = worker
         return worker
 
-    def _call(self, worker: _Worker, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def _call(
+        self,
+        worker: _Worker,
+        message: dict[str, Any],
+        timeout: float,
+        cancel: CancelToken | None = None,
+    ) -> dict[str, Any]:
         """Send one request and wait for its single reply (not for streamed ops)."""
         request_id = self._new_id()
         worker.send({**message, "id": request_id})
         end = time.monotonic() + timeout
+        cancel_sent = False
         while True:
+            if cancel is not None and cancel.cancelled and not cancel_sent:
+                worker.send({"op": "cancel", "id": request_id})
+                cancel_sent = True
+            wait = max(0.0, end - time.monotonic())
             try:
-                reply = worker.replies.get(timeout=max(0.0, end - time.monotonic()))
+                reply = worker.replies.get(timeout=wait if cancel is None else min(wait, 0.02))
             except queue.Empty:
+                if time.monotonic() < end:
+                    continue
                 worker.process.kill()
                 return {"error": f"no answer within {timeout:.0f}s"}
             if reply is _EOF:
@@ -310,11 +324,17 @@ class LlamaCppBackend:
                 raise ModelError(f"tokenizing failed: {reply.get('error')}")
             return int(reply["count"])
 
-    def warm(self, prompt: Sequence[str | SpecialToken]) -> Usage:
-        """Evaluate a prompt into the KV cache now, so the next completion only adds its tail."""
+    def warm(
+        self, prompt: Sequence[str | SpecialToken], cancel: CancelToken | None = None
+    ) -> Usage:
+        """Evaluate a prompt into the KV cache now, so the next completion only adds its tail.
+
+        ``cancel`` stops it within one prefill chunk; what was evaluated stays cached.
+        """
         with self._lock:
             worker = self._start()
-            reply = self._call(worker, {"op": "warm", "prompt": _encode(prompt)}, timeout=120)
+            message = {"op": "warm", "prompt": _encode(prompt)}
+            reply = self._call(worker, message, timeout=120, cancel=cancel)
             if "error" in reply:
                 raise ModelError(f"warming the prompt cache failed: {reply['error']}")
             usage = reply["usage"]
@@ -322,7 +342,17 @@ class LlamaCppBackend:
                 model=self._info.name if self._info else "",
                 prompt_tokens=usage["prompt_tokens"],
                 prompt_tokens_evaluated=usage["prompt_tokens_evaluated"],
+                finish_reason="cancelled" if usage.get("finish_reason") == "cancelled" else "stop",
             )
+
+    def cached_tokens(self, prompt: Sequence[str | SpecialToken]) -> tuple[int, int]:
+        """(leading tokens of ``prompt`` already in the KV cache, tokens in ``prompt``)."""
+        with self._lock:
+            worker = self._start()
+            reply = self._call(worker, {"op": "cached", "prompt": _encode(prompt)}, timeout=30)
+            if "cached" not in reply:
+                raise ModelError(f"reading the prompt cache failed: {reply.get('error')}")
+            return int(reply["cached"]), int(reply["total"])
 
     def complete(self, request: CompletionRequest) -> CompletionStream:
         """Start a generation in the worker; the stream holds the backend until it ends."""

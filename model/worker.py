@@ -310,14 +310,25 @@ class _Engine:
     def _evaluated_counter(self) -> _EvalCounter:
         return _EvalCounter(self.llm)
 
-    def warm(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Evaluate a prompt into the KV cache without sampling (pre-warming)."""
+    def warm(self, message: dict[str, Any], inbox: _Inbox) -> dict[str, Any]:
+        """Evaluate a prompt into the KV cache without sampling (pre-warming).
+
+        In chunks, like a completion's prefill: a cancel (a completion waiting for the model)
+        stops it within one chunk, and what was evaluated stays cached for the next prompt
+        that starts the same way.
+        """
         tokens = self.tokens_for(message["prompt"])[: self.llm.n_ctx() - 1]
-        common = self._cached_prefix(tokens)
-        if common < len(tokens):
-            self.llm.n_tokens = common
-            self.llm.eval(tokens[common:])
-        return {"prompt_tokens": len(tokens), "prompt_tokens_evaluated": len(tokens) - common}
+        done, stopped = self._prefill(tokens, inbox, int(message["id"]), None)
+        return {
+            "prompt_tokens": len(tokens),
+            "prompt_tokens_evaluated": done,
+            "finish_reason": stopped or "stop",
+        }
+
+    def cached(self, message: dict[str, Any]) -> dict[str, Any]:
+        """How many leading tokens of a prompt the KV cache holds, and the prompt's length."""
+        tokens = self.tokens_for(message["prompt"])
+        return {"cached": self._cached_prefix(tokens), "total": len(tokens)}
 
 
 class _EvalCounter:
@@ -410,7 +421,10 @@ def serve(stdin: IO[str], out: IO[str]) -> int:
                 usage = engine.generate(message, inbox, protocol)
                 protocol.send({"id": request_id, "done": True, "usage": usage})
             elif op == "warm":
-                protocol.send({"id": request_id, "done": True, "usage": engine.warm(message)})
+                usage = engine.warm(message, inbox)
+                protocol.send({"id": request_id, "done": True, "usage": usage})
+            elif op == "cached":
+                protocol.send({"id": request_id, **engine.cached(message)})
             else:
                 raise ValueError(f"unknown op {op!r}")
         except Exception as error:

@@ -208,3 +208,26 @@ def test_stop_filter_holds_back_partial_stops(
     if not hit:
         out += stop_filter.flush()
     assert (out, hit) == (expected, stopped)
+
+
+def test_cached_tokens_counts_what_the_cache_holds(backend: LlamaCppBackend) -> None:
+    prompt = (CODE + "\n\ndef load(path):\n",)
+    backend.complete(CompletionRequest(prompt=prompt, max_tokens=2)).text()
+    cached, total = backend.cached_tokens(prompt)
+    assert total > 20 and cached >= total - 1
+    other, _ = backend.cached_tokens(("Something else entirely.\n",))
+    assert other <= 1  # at most the BOS token is shared
+
+
+def test_a_cancelled_warm_up_stops_early_and_keeps_its_progress(
+    backend: LlamaCppBackend,
+) -> None:
+    long_prompt = (CODE * 40,)  # well over one prefill chunk
+    token = CancelToken()
+    token.cancel()
+    usage = backend.warm(long_prompt, token)
+    assert usage.finish_reason == "cancelled"
+    assert usage.prompt_tokens_evaluated < usage.prompt_tokens - 64
+    cached, _ = backend.cached_tokens(long_prompt)
+    finished = backend.warm(long_prompt)  # goes on from what is cached
+    assert finished.prompt_tokens_evaluated <= finished.prompt_tokens - cached
