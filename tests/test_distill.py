@@ -370,3 +370,41 @@ def test_samples_that_break_the_repository_tests_are_rejected(tmp_path: Path) ->
     middles = [e.middle for e in read_jsonl(tmp_path / "ds" / TRAIN_FILE)]
     assert card["reject_reasons"].get("tests", 0) >= 1, card
     assert "value * 3" not in middles
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_cli_errors_are_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsp.cli import main
+
+    docs = make_repo(tmp_path / "docs", {"README.md": "# docs\n"})
+    assert main(["distill", str(docs), "-o", str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has no Python files" in err
+
+    code_repo = make_repo(tmp_path / "code", {"prices.py": PRICES})
+    code = main(
+        ["distill", str(code_repo), "-o", str(tmp_path / "ds2"), "--teacher", "http://127.0.0.1:9"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "teacher http://127.0.0.1:9 is not usable" in err
+
+    assert main(["train", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "dataset not found" in err
+
+    assert main(["distill", str(docs), "-o", str(tmp_path / "ds"), "--per-file", "x=1"]) == 1
+    assert "expected holes=N,fix=N" in capsys.readouterr().err
+
+
+def test_cli_distill_writes_the_dataset(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lsp.cli import main
+
+    out = repo.parent / "ds"
+    assert main(["distill", str(repo), "-o", str(out), "--no-tests", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["counts"]["train_examples"] == len(read_jsonl(out / TRAIN_FILE))
