@@ -476,3 +476,12 @@ def test_info_of_a_manifest_with_dates_in_its_provenance_is_json(
         f.write("[provenance]\ntrained = 2026-12-01T10:00:00Z\n")
     info = describe_checkpoint(directory)
     assert json.loads(json.dumps(info))["provenance"]["trained"].startswith("2026-12-01")
+
+
+def test_a_model_where_an_adapter_belongs_is_refused(
+    tmp_path: Path, base: Path, adapter: Path, cache: HashCache
+) -> None:
+    directory = pack(tmp_path, base, adapter)
+    swap_adapter(directory, adapter.name, base)  # a whole model, not a LoRA
+    error = refusal(directory, cache)
+    assert error.check == "adapter type" and error.file.endswith(adapter.name)
