@@ -61,9 +61,49 @@ $(STAMP): pyproject.toml $(LLAMA_STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m lsp.demo
 
-test: $(STAMP)
+test: $(STAMP) vscode vscode-e2e
 	@# pytest exits 5 when it collects nothing: that is a failure here, never a pass.
 	$(BIN)/python -m pytest -q
+
+# Editors. The VS Code extension is built with the system's Node (npm ci, tsc, eslint, the
+# unit tests, a .vsix); its end-to-end test runs VS Code's workbench (code-server, which needs
+# Node 24, installed once into the user cache) in Debian's chromium. npm keeps its packages
+# in the user cache too. Debian packages are installed only when missing, and only where
+# apt-get can run (root); elsewhere a test whose tool is missing skips with one line.
+CACHE_HOME := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)
+export npm_config_cache := $(CACHE_HOME)/apprentice/npm
+VSCODE := editors/vscode
+EDITOR_DEBS := chromium libkrb5-dev g++ make python3
+
+.PHONY: editor-deps vscode vscode-e2e
+
+editor-deps:
+	@missing=$$(for p in $(EDITOR_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian packages for the editor tests:" $$missing; \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+		else \
+			echo "Cannot install" $$missing "(needs root and apt-get)"; \
+		fi; \
+	fi
+
+vscode:
+	@if ! command -v npm >/dev/null; then echo "SKIPPED VS Code extension build: npm is not installed"; exit 0; fi; \
+	cd $(VSCODE) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error && \
+		npm run -s build && npm run -s lint && npm test && npm run -s package >/dev/null && \
+		echo "Packaged $(VSCODE)/apprentice.vsix"
+
+vscode-e2e: $(STAMP) editor-deps vscode
+	@if command -v npm >/dev/null && command -v g++ >/dev/null && dpkg -s libkrb5-dev >/dev/null 2>&1; then \
+		home=$$($(VSCODE)/scripts/install-code-server.sh | tail -1) || exit 1; \
+	else \
+		echo "code-server cannot be installed here: it needs npm, g++ and libkrb5-dev"; home=""; \
+	fi; \
+	if ! command -v node >/dev/null || [ ! -d $(VSCODE)/node_modules ]; then \
+		echo "SKIPPED VS Code end-to-end test: Node.js and npm are not installed"; exit 0; \
+	fi; \
+	cd $(VSCODE) && CODE_SERVER_HOME="$$home" APPRENTICE_PYTHON="$(CURDIR)/$(BIN)/python" node --test --test-reporter=spec e2e/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -88,13 +128,15 @@ bench: $(STAMP)
 STUDENT_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/student-work
 STUDENT_STEPS ?= 1000
 STUDENT_DEVICE ?= cpu
-STDLIB = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
-
+# The sources are copied out first: an interpreter installed inside a git checkout (pyenv)
+# would otherwise be walked as that checkout, which ignores them.
 student: $(STAMP)
-	$(BIN)/apprentice distill $(STDLIB) -o $(STUDENT_WORK)/dataset --teacher none \
-		--per-file holes=8,fix=0 --heldout 0.1 --seed 0 --licence PSF-2.0 --no-tests \
-		--exclude 'test/' --exclude 'tests/' --exclude 'idlelib/' --exclude 'lib2to3/' \
-		--exclude 'turtledemo/' --exclude 'site-packages/'
+	$(BIN)/python -c "import shutil, sysconfig; shutil.copytree(sysconfig.get_paths()['stdlib'], \
+		'$(STUDENT_WORK)/cpython-stdlib', dirs_exist_ok=True, ignore=shutil.ignore_patterns( \
+		'site-packages', '__pycache__', '*.pyc', 'test', 'tests', 'idlelib', 'lib2to3', \
+		'turtledemo', 'config-*'))"
+	$(BIN)/apprentice distill $(STUDENT_WORK)/cpython-stdlib -o $(STUDENT_WORK)/dataset \
+		--teacher none --per-file holes=8,fix=0 --heldout 0.1 --seed 0 --licence PSF-2.0 --no-tests
 	$(BIN)/apprentice train $(STUDENT_WORK)/dataset -o $(STUDENT_WORK)/train \
 		--steps $(STUDENT_STEPS) --lr 2e-4 --rank 16 --alpha 32 --max-tokens 256 \
 		--plain-ratio 0.2 --seed 0 --eval-every 200 --device $(STUDENT_DEVICE) \

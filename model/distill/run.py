@@ -102,7 +102,8 @@ def distill(
     total_files = sum(len(s.files) for s in sources)
     files_done = 0
     started = time.monotonic()
-    with (state / "results.jsonl").open("a", encoding="utf-8") as log:
+    with (state / "results.jsonl").open("a", encoding="utf-8") as handle:
+        log = _Log(handle)
         for source in sources:
             checker = SampleChecker(source.root, run_tests=settings.run_tests)
             try:
@@ -123,13 +124,14 @@ def distill(
                             if task.id in done:
                                 continue
                             record = _distill_task(task, text, teacher, checker)
-                            _append(log, record)
+                            log.append(record)
                             done.add(task.id)
                     files_done += 1
                     if progress is not None:
                         progress("distill", files_done, total_files)
             finally:
                 checker.close()
+        os.fsync(handle.fileno())
     logger.info("distilled %d files in %.1f s", total_files, time.monotonic() - started)
     return _finish(Path(out), sources, settings, teacher, teacher_model)
 
@@ -205,10 +207,22 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def _append(log: Any, record: dict[str, Any]) -> None:
-    log.write(json.dumps(record, ensure_ascii=False) + "\n")
-    log.flush()
-    os.fsync(log.fileno())
+class _Log:
+    """The results file: each record flushed at once, synced to disk at most every 2 s.
+
+    A crash loses at most the last seconds of records, whose tasks simply run again.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.synced = time.monotonic()
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+        if time.monotonic() - self.synced >= 2.0:
+            os.fsync(self.handle.fileno())
+            self.synced = time.monotonic()
 
 
 def _same(a: str, b: str) -> bool:
