@@ -196,3 +196,7 @@ def test_a_short_real_run_reports_every_figure(
     assert report["tokens"]["prompt"] > 0
     assert report["prefix_reuse_ratio"] is not None
     assert report["server_requests"]["total"] >= 1
+    first = report["first_suggestion"]
+    assert first["ms"] > 0 and isinstance(first["shown"], bool)
+    typed = report["first_typed_suggestion_ms"]
+    assert typed is None or typed > 0
