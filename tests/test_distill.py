@@ -124,6 +124,21 @@ def test_fix_tasks_come_from_real_ruff_findings(tmp_path: Path) -> None:
     assert "# Ruff F541:" in task.prefix
 
 
+def test_fix_samples_are_verified_as_fixes(tmp_path: Path) -> None:
+    from model.distill.checks import SampleChecker
+
+    root = make_repo(tmp_path / "r", {"stock.py": STOCK})
+    task = next(
+        t
+        for t in fix_tasks("r", "stock.py", root / "stock.py", STOCK, 5, RuffRunner(timeout_s=10))
+        if t.diagnostic and t.diagnostic["code"] == "F541"
+    )
+    checker = SampleChecker(root, run_tests=False)
+    assert checker.check(task, STOCK, 'message = "stock"') is None
+    assert checker.check(task, STOCK, 'message = f"stock"') == "fix:not-fixed"
+    assert checker.check(task, STOCK, "message = stock_name") == "fix:new-ruff:F821"
+
+
 def test_fix_hints_are_laid_out_as_the_server_asks_for_a_fix() -> None:
     from lint_bridge.ruff import RuffDiagnostic
     from lsp.fixing import _hint_lines

@@ -57,7 +57,7 @@ class SampleChecker:
             )
             fixed = asyncio.run(verify_fix(self.verifier, doc, splice, target))
             if not fixed.ok:
-                return "fix:" + _short(fixed.reasons[0] if fixed.reasons else "not verified")
+                return _fix_reason(fixed.reasons[0] if fixed.reasons else "not verified")
             after = splice.apply(text)
         else:
             holed = task.prefix + task.suffix
@@ -81,8 +81,14 @@ def _reason_label(label: str) -> str:
     return label.split(":", 1)[0] if label.startswith("unknown-symbol") else label
 
 
-def _short(reason: str) -> str:
-    return reason.split(":", 1)[0].split(" is ", 1)[0].strip() or "not verified"
+def _fix_reason(reason: str) -> str:
+    """A fix's first refusal as a count key: ``fix:not-fixed``, ``fix:new-ruff:F401`` ..."""
+    if reason.endswith(" is still reported"):
+        return "fix:not-fixed"
+    label = reason.split(" ", 1)[0].rstrip(":")
+    if reason.endswith(" is new"):
+        return f"fix:new-{label}"
+    return "fix:" + _reason_label(label)
 
 
 class TestGate:
