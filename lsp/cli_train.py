@@ -24,8 +24,9 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     distill.add_argument(
         "--teacher",
         default="none",
-        help="none (ground truth only), self (the embedded model, best-of-N), "
-        "a GGUF file, or the URL of an OpenAI-compatible server (default none)",
+        help="none (ground truth only), self (the embedded model, best-of-N), a GGUF file, "
+        "a checkpoint (directory or installed name: a trained student, best-of-N), or the "
+        "URL of an OpenAI-compatible server (default none)",
     )
     distill.add_argument("--remote-model", help="model id to ask a remote teacher for")
     distill.add_argument("-k", type=int, default=2, help="teacher samples per task (default 2)")
