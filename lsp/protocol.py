@@ -14,6 +14,10 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.json_rpc import JsonRPCNotification
+from pygls.protocol.language_server import lsp_method
+
+from lsp import uris
+from lsp.sync import Edit, apply_changes
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +26,69 @@ _ANSWERED = "$/apprentice/answeredInvalidRequest"
 
 
 class ApprenticeProtocol(LanguageServerProtocol):
-    """pygls's protocol, answering requests it cannot decode instead of dropping them."""
+    """pygls's protocol, answering requests it cannot decode instead of dropping them, and
+    applying document edits checked (``lsp.sync``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Documents whose text the server can no longer trust (keys as pygls stores them).
+        self.out_of_sync: set[str] = set()
+
+    def in_sync(self, uri: str) -> bool:
+        """Whether the server's copy of a document is the editor's."""
+        return uris.document_key(uri) not in self.out_of_sync
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
+        """An opened document is in sync: the editor sent all of it."""
+        self.out_of_sync.discard(uris.document_key(params.text_document.uri))
+        yield from super().lsp_text_document__did_open(params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
+        """Closing forgets the document, in sync or not."""
+        self.out_of_sync.discard(uris.document_key(params.text_document.uri))
+        yield from super().lsp_text_document__did_close(params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Any:
+        """Apply the edits checked; a document they do not fit is marked out of sync."""
+        key = uris.document_key(params.text_document.uri)
+        doc = self.workspace.text_documents.get(key)
+        if doc is None:
+            logger.warning("didChange for a document that is not open: %s", key)
+            return
+        edits = [
+            Edit(
+                change.text,
+                (change.range.start.line, change.range.start.character),
+                (change.range.end.line, change.range.end.character),
+            )
+            if isinstance(change, types.TextDocumentContentChangePartial)
+            else Edit(change.text)
+            for change in params.content_changes
+        ]
+        chosen = self.workspace.position_encoding or "utf-16"
+        encoding = str(getattr(chosen, "value", chosen))
+        version = params.text_document.version
+        outcome = apply_changes(doc.source, doc.version, version, edits, encoding)
+        if outcome.problem is None and any(edit.start is None for edit in edits):
+            self.out_of_sync.discard(key)  # the whole text: in sync again
+        elif outcome.problem is not None and key not in self.out_of_sync:
+            self.out_of_sync.add(key)
+            logger.warning(
+                "%s is out of sync (%s): no suggestions for it until the editor sends it whole",
+                key,
+                outcome.problem,
+            )
+        self.workspace.put_text_document(
+            types.TextDocumentItem(
+                uri=key, language_id=doc.language_id or "", version=version, text=outcome.text
+            )
+        )
+        handler = self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)
+        if handler is not None:
+            yield handler, (params,), None
 
     def reply_parse_error(self, detail: str) -> None:
         """The reply JSON-RPC prescribes to a message that is not JSON: error -32700, id null."""

@@ -109,7 +109,11 @@ class ApprenticeServer(LanguageServer):
         return roots or ([self.root] if self.root is not None else [])
 
     def refused(self, uri: str) -> bool:
-        """Whether a document gets no completions, actions or context (``lsp.scope``)."""
+        """Whether a document gets no completions, actions or context: outside the workspace
+        (``lsp.scope``), or out of sync (``lsp.sync``)."""
+        protocol = self.protocol
+        if isinstance(protocol, ApprenticeProtocol) and not protocol.in_sync(uri):
+            return True
         why = scope.refusal(uri, self.workspace_roots())
         if why is not None and uri not in self._refused:
             if len(self._refused) > 1000:
