@@ -208,6 +208,38 @@ class IndexService:
 
         await self._submit(work)
 
+    async def rescan(self) -> None:
+        """Files changed outside the editor (a branch switch, a stash, a delete): walk again.
+
+        Cheap: only files whose size or modification time changed are read, only changed ones
+        re-parsed, and deleted files leave the index (and with them their chunks). Queued
+        behind a build in progress; before the first build there is nothing to update.
+        """
+        index = self.index
+        if index is None or self.state in ("off", "error"):
+            return
+
+        def work() -> None:
+            try:
+                report = index.update()
+            except (IndexerError, OSError) as error:
+                logger.warning("re-scanning %s failed: %s", self.root, error)
+                return
+            except Exception:  # the index thread must go on serving
+                logger.exception("re-scanning %s failed", self.root)
+                return
+            if report.added or report.changed or report.deleted:
+                logger.info(
+                    "re-scanned %s: %d added, %d changed, %d deleted",
+                    self.root,
+                    report.added,
+                    report.changed,
+                    report.deleted,
+                )
+                self._changed()
+
+        await self._submit(work)
+
     def _changed(self) -> None:
         self._generation += 1
         self._sticky.clear()

@@ -24,6 +24,7 @@ from lsp.engine import Engine
 from lsp.indexing import IndexService
 from lsp.protocol import ApprenticeProtocol
 from lsp.settings import ServerSettings, parse_settings, settings_as_json
+from lsp.watching import Rescans, register_watcher
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class ApprenticeServer(LanguageServer):
         self.completions: CompletionService | None = None
         self.index: IndexService | None = None
         self.actions: CodeActions | None = None
+        self.rescans = Rescans(lambda: self.index, self.spawn)
         self._shown: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._progress_count = 0
@@ -171,6 +173,8 @@ class ApprenticeServer(LanguageServer):
         self.spawn(self.engine.start())
         if self.root is not None:
             self.start_index()
+            self.spawn(register_watcher(self))
+            self.spawn(self.rescans.periodically())
 
     def start_index(self) -> None:
         """(Re)build the workspace index in the background, with ``$/progress``."""
@@ -208,6 +212,7 @@ class ApprenticeServer(LanguageServer):
 
     def shutdown_services(self) -> None:
         """Stop the model worker and the index thread."""
+        self.rescans.close()
         for task in list(self._tasks):
             task.cancel()
         if self.engine is not None:
@@ -367,6 +372,12 @@ def build_server() -> ApprenticeServer:
     def did_close(ls: ApprenticeServer, params: types.DidCloseTextDocumentParams) -> None:
         if ls.completions is not None:
             ls.completions.forget(uris.document_key(params.text_document.uri))
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(
+        ls: ApprenticeServer, params: types.DidChangeWatchedFilesParams
+    ) -> None:
+        ls.rescans.changed(len(params.changes))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     async def did_save(ls: ApprenticeServer, params: types.DidSaveTextDocumentParams) -> None:
