@@ -37,9 +37,10 @@ class CachedTokens(Protocol):
 
 
 class ColdStart:
-    """Decides, once per file, whether its first prompt must be the small one."""
+    """Decides, once per file, whether its first prompt must be the small one
+    (``first_prompt_tokens`` 0: never)."""
 
-    def __init__(self, backend: object, first_prompt_tokens: int = FIRST_PROMPT_TOKENS) -> None:
+    def __init__(self, backend: object, first_prompt_tokens: int = 0) -> None:
         self.backend = backend if isinstance(backend, CachedTokens) else None
         self.first_prompt_tokens = first_prompt_tokens
         self._seen: set[str] = set()

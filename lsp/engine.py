@@ -20,6 +20,7 @@ from typing import Literal, TypeVar
 from lint_bridge.api import CheckSettings
 from lint_bridge.names import KnownSymbols
 from lint_bridge.verify import Verifier
+from lsp.coldstart import FIRST_PROMPT_TOKENS
 from lsp.pipeline import (
     CompletionPipeline,
     CompletionResult,
@@ -72,6 +73,7 @@ def pipeline_settings(settings: ServerSettings) -> PipelineSettings:
         time_budget_s=completion.time_budget_ms / 1000 if completion.time_budget_ms else None,
         max_wait_s=completion.max_wait_ms / 1000 if completion.max_wait_ms else None,
         multiline=completion.multiline,
+        first_prompt_tokens=FIRST_PROMPT_TOKENS,
     )
 
 

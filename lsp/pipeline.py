@@ -139,7 +139,8 @@ class CompletionPipeline:
         self.context = context
         self._template = TemplateChoice(self.settings.fim_template)
         self._count_tokens = TokenCounts(backend.count_tokens)
-        self.cold = ColdStart(backend)  # a file's first prompt: small unless cached
+        # A file's first prompt: small unless cached (when first_prompt_tokens is set).
+        self.cold = ColdStart(backend, self.settings.first_prompt_tokens)
         # Lints the buffer as it is while the model generates (see _lint_before).
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-lint")
         self._pending_lint: Future[Any] | None = None

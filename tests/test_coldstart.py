@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from lsp.completions import CompletionService
 from lsp.engine import Engine
-from lsp.pipeline import Cursor
+from lsp.pipeline import CompletionPipeline, Cursor
 from lsp.settings import parse_settings
 from model.api import CancelToken, PromptPart, Usage, render_prompt
 from model.fake import _TOKEN, FakeBackend
@@ -113,3 +113,11 @@ async def test_a_warm_up_never_makes_a_completion_wait() -> None:
     await warming
     assert backend.warmed[0] < 200  # it stopped within a chunk of the completion's arrival
     engine.close()
+
+
+def test_one_off_completions_take_the_full_prompt() -> None:
+    # The CLI and eval make one request per file: they want the full prompt, and wait.
+    backend = CachingBackend()
+    pipeline = CompletionPipeline(backend)
+    pipeline.complete(cursor(), budget=False)
+    assert backend.requests and len(words(backend.requests[0].prompt)) > 350
