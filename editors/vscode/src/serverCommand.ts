@@ -1,5 +1,6 @@
 /** How `apprentice serve` is started: a configured program, a Python interpreter, or PATH. */
 import { accessSync, constants, statSync } from 'node:fs';
+import { homedir } from 'node:os';
 import * as path from 'node:path';
 
 export const INSTALL_HINT =
@@ -17,11 +18,21 @@ export interface Missing {
   error: string;
 }
 
+/** `~` and `~/...` as the home folder, as a shell would read a path typed in settings. */
+export function expandHome(file: string, home: string = homedir()): string {
+  if (file === '~') {
+    return home;
+  }
+  return file.startsWith('~/') ? path.join(home, file.slice(2)) : file;
+}
+
 export interface Lookup {
   executable?: string;
   pythonPath?: string;
   /** The PATH to search (`process.env.PATH`). */
   searchPath: string;
+  /** The home folder for `~` (the user's by default). */
+  home?: string;
   /** Whether a file exists and may be run; the real file system by default. */
   isExecutable?: (file: string) => boolean;
 }
@@ -58,8 +69,13 @@ export function which(name: string, searchPath: string, isExecutable: (file: str
  */
 export function resolveServerCommand(lookup: Lookup): ServerCommand | Missing {
   const isExecutable = lookup.isExecutable ?? isExecutableFile;
-  const resolve = (program: string): string | undefined =>
-    program.includes('/') || program.includes(path.sep) ? (isExecutable(program) ? program : undefined) : which(program, lookup.searchPath, isExecutable);
+  const resolve = (configured: string): string | undefined => {
+    const program = expandHome(configured, lookup.home);
+    if (program.includes('/') || program.includes(path.sep)) {
+      return isExecutable(program) ? program : undefined;
+    }
+    return which(program, lookup.searchPath, isExecutable);
+  };
   if (lookup.executable) {
     const found = resolve(lookup.executable);
     if (!found) {

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { isExecutableFile, isMissing, resolveServerCommand, which } from '../src/serverCommand';
+import { expandHome, isExecutableFile, isMissing, resolveServerCommand, which } from '../src/serverCommand';
 
 function folderWith(files: Record<string, number>): string {
   const folder = mkdtempSync(path.join(tmpdir(), 'apprentice-cmd-'));
@@ -53,4 +53,18 @@ test('a configured program that is not there is an error, not a fall-back', () =
   const result = resolveServerCommand({ pythonPath: '/nonexistent/python', searchPath: bin });
   assert.ok(isMissing(result));
   assert.match(result.error, /apprentice\.pythonPath is set to \/nonexistent\/python/);
+});
+
+test('a configured path may start with ~', () => {
+  assert.equal(expandHome('~/.venvs/a/bin/apprentice', '/home/me'), '/home/me/.venvs/a/bin/apprentice');
+  assert.equal(expandHome('/opt/bin/apprentice', '/home/me'), '/opt/bin/apprentice');
+  const home = folderWith({ apprentice: 0o755 });
+  const result = resolveServerCommand({ executable: '~/apprentice', searchPath: '', home });
+  assert.deepEqual(result, { command: path.join(home, 'apprentice'), args: ['serve'], source: 'apprentice.executable' });
+});
+
+test('a bare program name is looked up on PATH', () => {
+  const bin = folderWith({ 'apprentice-dev': 0o755 });
+  const result = resolveServerCommand({ executable: 'apprentice-dev', searchPath: bin });
+  assert.deepEqual(result, { command: path.join(bin, 'apprentice-dev'), args: ['serve'], source: 'apprentice.executable' });
 });
