@@ -171,6 +171,13 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert files == {".safetensors", ".json"}
 
 
+def test_a_finished_run_started_again_reports_its_loss(tmp_path: Path) -> None:
+    _, first = run(tmp_path / "done", settings(steps=2))
+    _, again = run(tmp_path / "done", settings(steps=2))
+    assert again.resumed_from == 2 and again.train_loss == pytest.approx(first.train_loss)
+    json.dumps(again.train_loss, allow_nan=False)
+
+
 def test_resuming_another_run_is_refused(tmp_path: Path) -> None:
     run(tmp_path / "out", settings(steps=2))
     model = attach_lora(tiny_model(), settings(steps=2))

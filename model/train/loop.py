@@ -244,7 +244,9 @@ def train_lora(
             _save(out, done, params, optimizer, names, run_identity, log, before)
     peft_model.eval()
     after = heldout_loss(peft_model, tokens, heldout, settings)
-    train_loss = sum(recent) / len(recent) if recent else float("nan")
+    if not recent:  # a finished run started again: its loss is in the saved log
+        recent = [float(entry["loss"]) for entry in log[-20:]]
+    train_loss = sum(recent) / len(recent) if recent else 0.0
     return TrainResult(
         steps=settings.steps,
         resumed_from=start,
