@@ -77,6 +77,9 @@ class FramedReader:
 
     async def next_body(self) -> bytes | None:
         """The body of the next valid frame, refusing the invalid ones; None at the end."""
+        # One turn of the event loop per message, even when the next one is already buffered:
+        # work started by the previous message (a task, a done callback) runs in between.
+        await asyncio.sleep(0)
         while True:
             if not await self._skip_blank():
                 return None
