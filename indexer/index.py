@@ -26,6 +26,7 @@ from indexer.chunking import parse_file
 from indexer.embed import Embedder, create_embedder
 from indexer.lexical import LexicalIndex, reciprocal_rank_fusion
 from indexer.lock import IndexLock
+from indexer.quarantine import Quarantine
 from indexer.records import Chunk, IndexerError, ParsedFile, SourceFile
 from indexer.store import IndexStore
 from indexer.symbols import python_module_names
@@ -151,6 +152,7 @@ class RepositoryIndex:
             raise IndexerError(f"{root}: not a directory")
         self.settings = settings or IndexSettings()
         self.directory = index_dir_for(self.root, self.settings.location)
+        self.quarantine = Quarantine()
         self._embedder = embedder
         self._embedder_kind = self.settings.embedder
         self._embedder_lock = threading.Lock()
@@ -286,8 +288,24 @@ class RepositoryIndex:
             # Same content, new mtime (a checkout, a touch): refresh the stat only.
             self.store.touch_file(file.path, file.size, file.mtime_ns)
             return None
-        parsed = parse_file(file.path, text, file.language, module=modules.get(file.path))
-        return file, digest, parsed
+        parsed = self._parse_safely(file, text, digest, modules.get(file.path))
+        return None if parsed is None else (file, digest, parsed)
+
+    def _parse_safely(
+        self, file: SourceFile, text: str, digest: str, module: str | None
+    ) -> ParsedFile | None:
+        """``parse_file``, except that a file the parser fails on is skipped (not the whole
+        update), and after ``quarantine.limit`` failures at this content not tried again."""
+        if self.quarantine.blocked(file.path, digest):
+            return None
+        try:
+            return parse_file(file.path, text, file.language, module=module)
+        except Exception as error:  # a parser fault on one file must not stop the index
+            logger.warning(
+                "parsing %s failed; skipped: %s: %s", file.path, type(error).__name__, error
+            )
+            self.quarantine.crashed(file.path, "the parser", digest)
+            return None
 
     def _commit(self, batch: Sequence[tuple[SourceFile, str, ParsedFile]]) -> int:
         """Store a batch of parsed files and mirror it in memory; returns chunks reusing vectors."""
@@ -370,9 +388,12 @@ class RepositoryIndex:
         module = None
         if rel_path.endswith((".py", ".pyi")):
             module = python_module_names([*self.store.file_states(), rel_path]).get(rel_path)
+        digest = _sha256(text)
+        parsed = self._parse_safely(file, text, digest, module)
+        if parsed is None:
+            return False
         with self._lock_index():
-            parsed = parse_file(rel_path, text, file.language, module=module)
-            self._commit([(file, _sha256(text), parsed)])
+            self._commit([(file, digest, parsed)])
         return True
 
     # -- stage 2: embeddings -------------------------------------------------------

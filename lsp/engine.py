@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from indexer.quarantine import Quarantine
 from lint_bridge.api import CheckSettings
 from lint_bridge.names import KnownSymbols
 from lint_bridge.verify import Verifier
@@ -29,7 +30,14 @@ from lsp.pipeline import (
     PipelineSettings,
 )
 from lsp.settings import ServerSettings
-from model.api import Backend, BackendPausedError, CancelToken, ModelError, ModelInfo
+from model.api import (
+    Backend,
+    BackendCrashedError,
+    BackendPausedError,
+    CancelToken,
+    ModelError,
+    ModelInfo,
+)
 from model.factory import BackendSettings, create_backend
 from model.hardware import interactive_threads
 from model.prompt import Snippet
@@ -137,6 +145,8 @@ class Engine:
         # Told about every finished completion, cancelled ones included (token accounting).
         self.on_result: Callable[[CompletionResult], None] | None = None
         self._lock = threading.Lock()
+        # Files that crashed the model worker or the pipeline three times get no completions.
+        self.quarantine = Quarantine()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -280,6 +290,8 @@ class Engine:
         pipeline = self.pipeline
         if pipeline is None or self.status.state != "ready":
             return None
+        if self.quarantine.blocked(cursor.path):
+            return None
         self._warming.cancel()  # a warm-up never makes a completion wait
         # The pipeline current when the model thread gets to it: a switch may have closed
         # the one current now.
@@ -311,8 +323,14 @@ class Engine:
             logger.debug("no completion: %s", error)
             return None
         except ModelError as error:
+            if isinstance(error, BackendCrashedError):
+                self.quarantine.crashed(cursor.path, "the model worker")
             logger.error("completion failed: %s", error)
             self.report("model", f"Apprentice: {error}. {fix_for(error, self.settings)}")
+            return None
+        except Exception:  # a parser or verifier fault on this buffer: no suggestion, counted
+            logger.exception("completion for %s failed", cursor.path)
+            self.quarantine.crashed(cursor.path, "the parser or the verifier")
             return None
 
     async def warm(self, cursor: Cursor) -> None:
