@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from indexer.chunking import parse_file
@@ -24,6 +25,7 @@ from indexer.untrusted import strip_invisible
 logger = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WINDOW_LINES_BEFORE = 40
 _WINDOW_LINES_AFTER = 5
 _QUERY_LINES = 12
@@ -98,6 +100,11 @@ class Retriever:
                 names[record.alias or record.name] = f"{module}.{record.name}"
         return names
 
+    def unused_imports(self, path: str, text: str) -> list[str]:
+        """Local names the buffer's imports bind that appear nowhere else in it."""
+        words = Counter(_WORD.findall(text))
+        return [name for name in self._bindings(path, text) if words[name] <= 1]
+
     def definitions_near(self, path: str, text: str, window: str) -> list[tuple[int, Chunk]]:
         """Chunks defining the imported or repository symbols referenced in ``window``."""
         bindings = self._bindings(path, text)
@@ -136,12 +143,19 @@ class Retriever:
         budget_chars: int = 3000,
         max_per_file: int = 2,
         semantic: bool = True,
+        unused_imports: bool = True,
     ) -> list[ContextSnippet]:
-        """Definitions then similar chunks of other files, within ``budget_chars``."""
+        """Definitions then similar chunks of other files, within ``budget_chars``.
+
+        With ``unused_imports``, names the buffer imports but does not use yet come first:
+        whoever imported them is about to use them, most likely right at the cursor.
+        """
         before_lines = text[:offset].split("\n")
         window = "\n".join(
             before_lines[-_WINDOW_LINES_BEFORE:] + text[offset:].split("\n")[:_WINDOW_LINES_AFTER]
         )
+        if unused_imports:
+            window = " ".join(self.unused_imports(path, text)) + "\n" + window
         query = "\n".join(before_lines[-_QUERY_LINES:])
         near = _tokens(window)
         chosen: list[ContextSnippet] = []

@@ -108,11 +108,20 @@ class _Attempts:
 ContextSource = Callable[["Cursor"], Sequence[Snippet]]
 
 
-def index_context(retriever: Retriever, *, semantic: bool = True) -> ContextSource:
-    """Repository context from the index: definitions near the cursor, then similar chunks."""
+def index_context(
+    retriever: Retriever, *, semantic: bool = True, unused_imports: bool = True
+) -> ContextSource:
+    """Repository context from the index: definitions near the cursor (and of what the
+    buffer imports but does not use yet), then similar chunks."""
 
     def snippets(cursor: Cursor) -> list[Snippet]:
-        found = retriever.context_for(cursor.path, cursor.text, cursor.offset, semantic=semantic)
+        found = retriever.context_for(
+            cursor.path,
+            cursor.text,
+            cursor.offset,
+            semantic=semantic,
+            unused_imports=unused_imports,
+        )
         return [Snippet(f.path, f.text, f.start_line, f.reason) for f in found]
 
     return snippets

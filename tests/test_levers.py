@@ -120,3 +120,34 @@ def test_the_editor_range_starts_before_the_cursor_by_the_replaced_characters() 
     assert isinstance(edit, types.TextEdit) and edit.range.start.character == 0
     plain = inline_items("x", position).items[0]
     assert plain.range is not None and plain.range.start == position
+
+
+def test_definitions_of_imported_but_unused_names_reach_the_context(tmp_path) -> None:
+    """Whoever imported a name is about to use it: its definition goes into the prompt."""
+    import subprocess
+
+    from indexer.index import IndexSettings, RepositoryIndex
+    from indexer.retrieval import Retriever
+
+    repo = tmp_path / "shop"
+    repo.mkdir()
+    (repo / "store.py").write_text(
+        "def load_inventory(path):\n    return open(path).read().split()\n"
+    )
+    body = "\n".join(f"    step_{i} = {i}" for i in range(40))
+    app = f"from store import load_inventory\n\n\ndef restock(path):\n{body}\n    items = \n"
+    (repo / "app.py").write_text(app)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with RepositoryIndex(repo, IndexSettings(location=tmp_path / "index")) as index:
+        index.update()
+        retriever = Retriever(index)
+        offset = app.index("items = ") + len("items = ")
+        assert retriever.unused_imports("app.py", app) == ["load_inventory"]
+        hinted = retriever.context_for("app.py", app, offset, semantic=False)
+        assert any("def load_inventory" in s.text for s in hinted)
+        plain = retriever.context_for(
+            "app.py", app, offset, semantic=False, unused_imports=False
+        )
+        assert not any(s.reason == "definition" for s in plain)
+        used = app.replace("items = \n", "items = load_inventory(path)\n")
+        assert retriever.unused_imports("app.py", used) == []

@@ -122,6 +122,7 @@ def prepare(
     workspace = Workspace(
         root=copy,
         context=index_context(retriever, semantic=embed),
+        plain_context=index_context(retriever, semantic=embed, unused_imports=False),
         known_symbols=lambda dotted: retriever.lookup(dotted).found,
     )
     logger.info("%d tasks from %d files of %s", len(tasks), len(sources), root)

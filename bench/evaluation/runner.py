@@ -26,7 +26,7 @@ from model.sandbox import SandboxLimits, run_python
 logger = logging.getLogger(__name__)
 
 # The pipeline's quality levers (PipelineSettings flags); "everything" has them all on.
-LEVERS = ("line_start", "code_over_comment", "suffix_names")
+LEVERS = ("line_start", "code_over_comment", "suffix_names", "unused_imports")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class Workspace:
 
     root: Path
     context: ContextSource | None = None
+    # The same context without definitions of imported but unused names (lever off).
+    plain_context: ContextSource | None = None
     known_symbols: Callable[[str], bool | None] | None = None
     symbol_checker: Verifier | None = field(default=None, init=False)
 
@@ -151,8 +153,16 @@ def pipeline_for(
         backend,
         settings,
         verifier=workspace.verifier() if variant.verify else None,
-        context=workspace.context if variant.context else None,
+        context=_context(workspace, variant),
     )
+
+
+def _context(workspace: Workspace, variant: Variant) -> ContextSource | None:
+    if not variant.context:
+        return None
+    if "unused_imports" in variant.levers or workspace.plain_context is None:
+        return workspace.context
+    return workspace.plain_context
 
 
 def run_task(
