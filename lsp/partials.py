@@ -83,3 +83,25 @@ def comment_where_code_goes(cursor: Cursor, candidate: str) -> bool:
         return True
     following = next((line for line in below[1:] if line.strip()), None)
     return following is not None and not following.lstrip().startswith(opener)
+
+
+def trailing_blank(prefix: str) -> str:
+    """Spaces or tabs the user typed after code on the cursor line (``"total "``), or "".
+
+    Tokenizers glue a space to the word after it (``" ="``), so a prompt ending in a space
+    asks the model for a token split it rarely saw: it writes worse code there. The prompt
+    leaves these characters out, and the model writes them itself (token healing).
+    """
+    line = prefix.rsplit("\n", 1)[-1]
+    if not line.strip():
+        return ""
+    return line[len(line.rstrip(" \t")) :]
+
+
+def unheal(raw: str, blank: str) -> str:
+    """The generation after the cursor: the typed ``blank`` the model wrote again, dropped."""
+    if not blank:
+        return raw
+    if raw.startswith(blank):
+        return raw[len(blank) :]
+    return raw.lstrip(" \t") if raw[:1] in (" ", "\t") else raw

@@ -21,7 +21,13 @@ from lint_bridge.suffix_names import defines_any, unbound_below
 from lint_bridge.verify import Verifier
 from lsp.coldstart import ColdStart
 from lsp.linestart import line_start
-from lsp.partials import balanced_cuts, comment_where_code_goes, without_partial_word
+from lsp.partials import (
+    balanced_cuts,
+    comment_where_code_goes,
+    trailing_blank,
+    unheal,
+    without_partial_word,
+)
 from lsp.pipeline_types import CompletionResult, Cursor, PipelineSettings
 from lsp.timing import Limits, LinkedCancel, Stages, TokenCounts
 from model.api import (
@@ -188,7 +194,7 @@ class CompletionPipeline:
             PromptInput(
                 path=cursor.path,
                 language=cursor.language,
-                prefix=cursor.prefix,
+                prefix=cursor.prefix[: len(cursor.prefix) - len(self._blank(cursor))],
                 suffix=cursor.suffix,
                 snippets=tuple(snippets),
                 repo_name=cursor.repo_name,
@@ -211,6 +217,10 @@ class CompletionPipeline:
         usage = warm(built.prompt, cancel) if cancel is not None else warm(built.prompt)
         assert isinstance(usage, Usage)
         return usage
+
+    def _blank(self, cursor: Cursor) -> str:
+        """What the prompt leaves out for token healing ("" when that lever is off)."""
+        return trailing_blank(cursor.prefix) if self.settings.token_healing else ""
 
     def _checks_names(self, cursor: Cursor) -> bool:
         """Whether verification rejects unknown names here (a half-generated one included)."""
@@ -385,6 +395,7 @@ class CompletionPipeline:
         tries: int = 3,
     ) -> str | None:
         """The cleaned text (or, when ``cut`` short, its longest balanced form) that verifies."""
+        raw = unheal(raw, self._blank(cursor))
         if cut and not self._checks_names(cursor):
             # The last word may be cut in half; without a name check nothing catches that.
             raw = without_partial_word(raw)

@@ -32,6 +32,9 @@ class PipelineSettings:
     # ... and prefer a candidate that defines the names the code below uses and nothing
     # defines yet (a model without fill-in-the-middle never sees that code).
     suffix_names: bool = True
+    # ... and leave spaces typed after code out of the prompt, for the model to write
+    # (token healing: "total " would otherwise ask for a token split it rarely saw).
+    token_healing: bool = True
     # Prompt tokens a file's first request may evaluate cold (0: no limit). The server sets
     # it (lsp.coldstart); one-off completions (the CLI, eval) take the full prompt.
     first_prompt_tokens: int = 0

@@ -151,3 +151,22 @@ def test_definitions_of_imported_but_unused_names_reach_the_context(tmp_path) ->
         assert not any(s.reason == "definition" for s in plain)
         used = app.replace("items = \n", "items = load_inventory(path)\n")
         assert retriever.unused_imports("app.py", used) == []
+
+
+def test_token_healing_leaves_typed_spaces_out_of_the_prompt() -> None:
+    from lsp.partials import trailing_blank, unheal
+
+    assert trailing_blank("def f():\n    total ") == " "
+    assert trailing_blank("def f():\n    ") == ""  # indentation is not healed
+    assert trailing_blank("x = 1") == ""
+    assert unheal(" = 0", " ") == "= 0"
+    assert unheal("= 0", " ") == "= 0"
+    assert unheal("  = 0", "\t") == "= 0"
+    text = "def f(xs):\n    total \n"
+    offset = text.index("total ") + len("total ")
+    backend = answers(" = 0")
+    result = CompletionPipeline(backend).complete(at(text, offset))
+    assert result.text == "= 0"
+    assert render_prompt(backend.requests[0].prompt).endswith("    total")
+    off = CompletionPipeline(answers(" = 0"), PipelineSettings(token_healing=False))
+    assert off.complete(at(text, offset)).text == " = 0"

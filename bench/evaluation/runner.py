@@ -26,7 +26,7 @@ from model.sandbox import SandboxLimits, run_python
 logger = logging.getLogger(__name__)
 
 # The pipeline's quality levers (PipelineSettings flags); "everything" has them all on.
-LEVERS = ("line_start", "code_over_comment", "suffix_names", "unused_imports")
+LEVERS = ("line_start", "code_over_comment", "suffix_names", "unused_imports", "token_healing")
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ def pipeline_for(
         line_start="line_start" in levers,
         code_over_comment="code_over_comment" in levers,
         suffix_names="suffix_names" in levers,
+        token_healing="token_healing" in levers,
     )
     return CompletionPipeline(
         backend,
