@@ -61,7 +61,8 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         default=[],
         metavar="LEVER",
         help="add a row of the default pipeline with this lever off "
-        "(line_start, code_over_comment, suffix_names, unused_imports, token_healing)",
+        "(line_start, code_over_comment, suffix_names, unused_imports, token_healing, "
+        "suffix_body)",
     )
     parser.add_argument("--kinds", help="repo task kinds, comma-separated (default: all)")
     parser.add_argument(

@@ -10,6 +10,7 @@ import keyword
 import re
 
 from lsp.pipeline_types import Cursor
+from model.postprocess import opens_block
 from model.prompt import comment_syntax
 
 # A generation cut by the time budget may end inside a word: that word is dropped.
@@ -105,3 +106,30 @@ def unheal(raw: str, blank: str) -> str:
     if raw.startswith(blank):
         return raw[len(blank) :]
     return raw.lstrip(" \t") if raw[:1] in (" ", "\t") else raw
+
+
+def _width(line: str) -> int:
+    return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
+
+
+def cut_at_existing_body(candidate: str, cursor: Cursor) -> str:
+    """Cut after a suggested line that opens a block whose body already follows below.
+
+    A model that cannot see the code after the cursor writes the block's body itself
+    (``for e in xs:`` and then a loop body), while the body the user wrote is right
+    below; keeping only the opener lets that body belong to it.
+    """
+    below = cursor.suffix.split("\n")
+    if below[0].strip():
+        return candidate
+    following = next((line for line in below[1:] if line.strip()), None)
+    if following is None:
+        return candidate
+    depth = _width(following)
+    lines = candidate.split("\n")
+    line_prefix = cursor.prefix.rsplit("\n", 1)[-1]
+    for i, line in enumerate(lines[:-1]):
+        full = line_prefix + line if i == 0 else line
+        if full.strip() and opens_block(full, cursor.language) and depth > _width(full):
+            return "\n".join(lines[: i + 1])
+    return candidate

@@ -24,6 +24,7 @@ from lsp.linestart import line_start
 from lsp.partials import (
     balanced_cuts,
     comment_where_code_goes,
+    cut_at_existing_body,
     trailing_blank,
     unheal,
     without_partial_word,
@@ -405,6 +406,8 @@ class CompletionPipeline:
         if self.settings.code_over_comment and comment_where_code_goes(cursor, candidate):
             outcome.reasons.append("comment-only")
             return None
+        if self.settings.suffix_body:
+            candidate = cut_at_existing_body(candidate, cursor)
         if self.verifier is None:
             return candidate
         # A generation cut short may stop mid-expression: only its balanced forms

@@ -35,6 +35,8 @@ class PipelineSettings:
     # ... and leave spaces typed after code out of the prompt, for the model to write
     # (token healing: "total " would otherwise ask for a token split it rarely saw).
     token_healing: bool = True
+    # ... and end a suggested block opener where the block's body already follows below.
+    suffix_body: bool = True
     # Prompt tokens a file's first request may evaluate cold (0: no limit). The server sets
     # it (lsp.coldstart); one-off completions (the CLI, eval) take the full prompt.
     first_prompt_tokens: int = 0

@@ -61,13 +61,13 @@ def plan_completion(
         return CompletionPlan(False, ("\n",), indent, None, line_suffix, 1, lang)
     opener: str | None = None
     if line_prefix.strip():
-        if _opens_block(line_prefix, lang):
+        if opens_block(line_prefix, lang):
             opener = line_prefix
     else:
         # A fresh (possibly indented) line right below a block opener: write the block's body.
         for line in reversed(prefix.rsplit("\n", 8)[:-1]):
             if line.strip():
-                opener = line if _opens_block(line, lang) else None
+                opener = line if opens_block(line, lang) else None
                 break
     python_stops = _PY_TOP_LEVEL if lang == "python" else ()
     if opener is not None:
@@ -195,7 +195,8 @@ def _code_part(line: str, comment: str) -> str:
     return line
 
 
-def _opens_block(line: str, language: str) -> bool:
+def opens_block(line: str, language: str) -> bool:
+    """Whether ``line`` opens a block (a trailing bracket, or a colon in Python and YAML)."""
     code = _code_part(line, comment_syntax(language)[0]).rstrip()
     if not code:
         return False
@@ -462,7 +463,7 @@ def _limit_statement(
         start = found
     end = _statement_end(lines, start, ctx, plan)
     kept = lines[: end + 1]
-    if _opens_block(kept[-1], ctx.language) and end + 1 < len(lines):
+    if opens_block(kept[-1], ctx.language) and end + 1 < len(lines):
         opener_width = _eff_width(lines, start, ctx, blank_cursor)
         rest = lines[end + 1 :]
         body_first = _first_code_line(rest, 0)

@@ -145,9 +145,7 @@ def test_definitions_of_imported_but_unused_names_reach_the_context(tmp_path) ->
         assert retriever.unused_imports("app.py", app) == ["load_inventory"]
         hinted = retriever.context_for("app.py", app, offset, semantic=False)
         assert any("def load_inventory" in s.text for s in hinted)
-        plain = retriever.context_for(
-            "app.py", app, offset, semantic=False, unused_imports=False
-        )
+        plain = retriever.context_for("app.py", app, offset, semantic=False, unused_imports=False)
         assert not any(s.reason == "definition" for s in plain)
         used = app.replace("items = \n", "items = load_inventory(path)\n")
         assert retriever.unused_imports("app.py", used) == []
@@ -170,3 +168,20 @@ def test_token_healing_leaves_typed_spaces_out_of_the_prompt() -> None:
     assert render_prompt(backend.requests[0].prompt).endswith("    total")
     off = CompletionPipeline(answers(" = 0"), PipelineSettings(token_healing=False))
     assert off.complete(at(text, offset)).text == " = 0"
+
+
+def test_a_block_opener_ends_where_its_body_already_follows() -> None:
+    from lsp.partials import cut_at_existing_body
+
+    text = "def f(l1, l2):\n    for e1 in l1:\n\n            if e1 == e2:\n                pass\n"
+    offset = text.index("\n\n") + 1
+    suggestion = "        for e2 in l2:\n            if e1 in ret:\n                ret.add(e2)"
+    assert cut_at_existing_body(suggestion, at(text, offset)) == "        for e2 in l2:"
+    # A body below at the suggestion's own level is not the opener's: nothing is cut.
+    flat = "def f(xs):\n\n    return 1\n"
+    block = "    for x in xs:\n        print(x)"
+    assert cut_at_existing_body(block, at(flat, flat.index("\n\n") + 1)) == block
+    backend = answers(suggestion)
+    assert CompletionPipeline(backend).complete(at(text, offset)).text == "        for e2 in l2:"
+    off = CompletionPipeline(answers(suggestion), PipelineSettings(suffix_body=False))
+    assert off.complete(at(text, offset)).text == suggestion

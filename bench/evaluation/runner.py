@@ -26,7 +26,14 @@ from model.sandbox import SandboxLimits, run_python
 logger = logging.getLogger(__name__)
 
 # The pipeline's quality levers (PipelineSettings flags); "everything" has them all on.
-LEVERS = ("line_start", "code_over_comment", "suffix_names", "unused_imports", "token_healing")
+LEVERS = (
+    "line_start",
+    "code_over_comment",
+    "suffix_names",
+    "unused_imports",
+    "token_healing",
+    "suffix_body",
+)
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,7 @@ def pipeline_for(
         code_over_comment="code_over_comment" in levers,
         suffix_names="suffix_names" in levers,
         token_healing="token_healing" in levers,
+        suffix_body="suffix_body" in levers,
     )
     return CompletionPipeline(
         backend,
