@@ -48,7 +48,8 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "--placement",
         action="append",
         choices=list(LINE_PLACEMENTS),
-        help="where the cursor is for whole-line holes (default: all three)",
+        help="where the cursor is for whole-line holes (default: all three for HumanEval, "
+        "indent for repositories)",
     )
     parser.add_argument(
         "--ablations",
@@ -75,6 +76,9 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         help="apply the server's time budget for automatic requests (default: the user asked)",
     )
     parser.add_argument("--candidates", type=int, default=2, help="(default 2, as the server)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds a completion may take (default 30)"
+    )
     parser.add_argument("--n-threads", type=int, help="llama.cpp threads (default: as the server)")
     parser.add_argument(
         "--verification",
@@ -95,6 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from bench.evaluation.report import ratios, table
     from lsp.progress import ProgressBar
     from model.hardware import interactive_threads
+    from model.holes import LINE_PLACEMENTS
 
     threads = args.n_threads or interactive_threads()
     models = [parse_model(spec, n_threads=threads) for spec in args.model or ["default"]]
@@ -103,7 +108,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         models=models,
         limit=args.limit or None,
         seed=args.seed,
-        placements=args.placement or EvalOptions().placements,
+        # An editor puts the cursor on a new line after Enter, with its auto-indent.
+        placements=args.placement or (("indent",) if args.suite == "repo" else LINE_PLACEMENTS),
+        timeout_s=args.timeout,
         variants=variants_for(args.candidates, ablate=args.ablations, without=args.without_lever),
         repo=Path(args.repo) if args.repo else None,
         package=args.package,

@@ -77,6 +77,9 @@ class EvalOptions:
     cross_file_only: bool = False
     embed: bool = True
     as_typed: bool = False
+    # Quality should not depend on how busy the machine is: a generous limit per request
+    # (the server's own is completion.timeoutMs, 10 s).
+    timeout_s: float = 30.0
     candidates: int = 2
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     # Candidates per task for the verification-against-execution study (0: no study).
@@ -139,7 +142,11 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
     from lsp.settings import ServerSettings
 
     base = pipeline_settings(ServerSettings())
-    base = replace(base, time_budget_s=base.time_budget_s if options.as_typed else None)
+    base = replace(
+        base,
+        time_budget_s=base.time_budget_s if options.as_typed else None,
+        timeout_s=options.timeout_s,
+    )
     out = EvalRun()
     suite = None
     with tempfile.TemporaryDirectory(prefix="apprentice-eval-") as scratch:
