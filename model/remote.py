@@ -201,7 +201,7 @@ class RemoteBackend:
         if wait is not None:
             raise BackendPausedError(
                 f"remote model server {url}: failed {self.breaker.failures} times in a row; "
-                f"not asked again for {wait:.0f} s"
+                f"not asked again for {math.ceil(wait)} s"
             )
         outcome = "neutral"
         try:
