@@ -111,7 +111,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         # An editor puts the cursor on a new line after Enter, with its auto-indent.
         placements=args.placement or (("indent",) if args.suite == "repo" else LINE_PLACEMENTS),
         timeout_s=args.timeout,
-        variants=variants_for(args.candidates, ablate=args.ablations, without=args.without_lever),
+        variants=variants_for(
+            args.candidates,
+            ablate=args.ablations,
+            without=args.without_lever,
+            repository=args.suite == "repo",
+        ),
         repo=Path(args.repo) if args.repo else None,
         package=args.package,
         kinds=tuple(args.kinds.split(",")) if args.kinds else (),

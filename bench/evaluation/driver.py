@@ -117,9 +117,16 @@ class EvalRun:
         }
 
 
-def variants_for(candidates: int, *, ablate: bool, without: Sequence[str]) -> list[Variant]:
-    """The rows to run: the default pipeline, or the ablations, plus one row per lever off."""
-    base = ablations(candidates) if ablate else [default_variant(candidates)]
+def variants_for(
+    candidates: int, *, ablate: bool, without: Sequence[str], repository: bool = True
+) -> list[Variant]:
+    """The rows to run: the default pipeline, or the ablations, plus one row per lever off.
+
+    Without a repository (HumanEval) the context row is left out: it would repeat the raw one.
+    """
+    base = [default_variant(candidates)]
+    if ablate:
+        base = [v for v in ablations(candidates) if repository or v.name != "+ repository context"]
     return base + [without_lever(default_variant(candidates), lever) for lever in without]
 
 
