@@ -119,6 +119,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.indexing
 	$(BIN)/python -m bench.verify
 	$(BIN)/python -m bench.typing_trace
+	$(BIN)/python -m bench.soak --duration 300
 
 # The default FIM student of the embedded Gemma 3 270M, from CPython's standard library
 # (PSF licence) held out by file: distill (ground truth only) and train on this machine's

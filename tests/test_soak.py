@@ -1,0 +1,39 @@
+"""The soak (bench/soak.py) at a short duration: typing, background indexing and branch switches
+against the real server and model; no failed request, no error in the log, RSS and descriptors
+within the bounds. ``make bench`` runs it for five minutes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import soak
+
+pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]
+
+DURATION_S = "40"
+
+
+def test_a_short_soak_stays_within_bounds(
+    capsys: pytest.CaptureFixture[str], gemma_path: object
+) -> None:
+    code = soak.main(["--duration", DURATION_S, "--switch-every", "12", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["failures"] == [], report
+    assert code == 0
+    assert report["requests"] > 0 and report["branch_switches"] >= 2
+    assert report["error_rate"] == 0
+
+
+def test_the_judge_catches_what_it_bounds() -> None:
+    run = soak.Soak(requests=10, failed=1)
+    run.samples = [soak.Sample(float(i), 500.0 + 50 * i, 10 + 10 * i) for i in range(10)]
+    report = soak.judge(run, "2026-01-01 00:00:00,000 ERROR lsp.server: boom\n")
+    failures = " | ".join(report["failures"])
+    assert "1 request(s) failed" in failures
+    assert "error line" in failures
+    assert "RSS grew" in failures and "descriptors grew" in failures
+    calm = soak.Soak(requests=10)
+    calm.samples = [soak.Sample(float(i), 500.0, 12) for i in range(10)]
+    assert soak.judge(calm, "2026-01-01 00:00:00,000 INFO lsp.server: fine\n")["failures"] == []
