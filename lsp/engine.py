@@ -38,6 +38,7 @@ from model.api import (
     ModelError,
     ModelInfo,
 )
+from model.breaker import CircuitBreaker
 from model.factory import BackendSettings, create_backend
 from model.hardware import interactive_threads
 from model.prompt import Snippet
@@ -367,6 +368,10 @@ class Engine:
         """The backend in words (the serving one), for ``apprentice.status``."""
         serving = self._serving or backend_settings(self.settings)
         if serving.remote_url:
+            breaker = getattr(self.backend, "breaker", None)
+            if isinstance(breaker, CircuitBreaker) and breaker.state != "closed":
+                paused = f"{breaker.failures} failures in a row; asked again after a pause"
+                return f"remote {serving.remote_url} (not answering: {paused})"
             return f"remote {serving.remote_url}"
         threads = serving.n_threads or interactive_threads()
         return f"llama.cpp ({serving.model_path or 'embedded default model'}, {threads} thread(s))"

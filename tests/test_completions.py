@@ -286,3 +286,17 @@ async def test_a_backend_left_alone_after_failures_is_not_reported_again() -> No
     assert await service.suggest("doc", 1, cursor(), always_current) is None
     assert reports == []  # the failures that paused it were reported; the pause is not news
     engine.close()
+
+
+async def test_status_says_when_a_remote_server_is_left_alone() -> None:
+    from model.breaker import CircuitBreaker
+
+    backend = FakeBackend(respond=lambda p: "json.load(f)\n")
+    backend.breaker = CircuitBreaker(threshold=1)  # type: ignore[attr-defined]
+    settings, _ = parse_settings({"model": {"remoteUrl": "http://127.0.0.1:9"}})
+    engine = Engine(settings, root=None, report=lambda k, m: None, factory=lambda s: backend)
+    await engine.start()
+    assert engine.describe_backend() == "remote http://127.0.0.1:9"
+    backend.breaker.failure()  # type: ignore[attr-defined]
+    assert "not answering: 1 failures in a row" in engine.describe_backend()
+    engine.close()
