@@ -13,15 +13,14 @@ import errno
 import logging
 import os
 import re
-import shutil
 import stat
-import subprocess
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pathspec
 
+from indexer.git_files import git_list, git_top
 from indexer.languages import language_for
 from indexer.records import IndexerError, SourceFile
 from indexer.secrets import find_secret, is_secret_path
@@ -36,7 +35,6 @@ SKIP_REASONS = (
     *("non-utf8", "symlink-outside", "symlink-loop", "symlink-dir", "duplicate"),
 )
 _SNIFF_BYTES = 8192
-_GIT_TIMEOUT_S = 120
 
 # Folders that only ever hold dependencies, caches or build products.
 _VENDORED_DIR = re.compile(
@@ -437,86 +435,6 @@ def _utf8(rel: str) -> bool:
     return True
 
 
-def _git_top(root: Path) -> Path | None:
-    """The nearest folder at or above ``root`` that holds ``.git``."""
-    for folder in (root, *root.parents):
-        if (folder / ".git").exists():
-            return folder
-    return None
-
-
-# Command-line configuration outranks every config file, so these neutralise what a
-# cloned repository's .git/config could make git run: an fsmonitor hook (executed by
-# ls-files itself), hooks, a pager. The ownership check (safe.directory) stays on:
-# setting GIT_DIR would skip it, so git discovers the repository from the cwd.
-_GIT_CONFIG = (
-    *("core.fsmonitor=false", "core.untrackedCache=false", f"core.hooksPath={os.devnull}"),
-    *("core.pager=cat", "core.sshCommand=false", "protocol.allow=never"),
-)
-_GIT_ENV = {
-    "GIT_OPTIONAL_LOCKS": "0",  # never write the user's index behind their back
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_NO_LAZY_FETCH": "1",  # a partial clone must not reach the network
-    "GIT_PAGER": "cat",
-}
-# Set in our environment, these would point git at another repository than the root.
-_GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR")
-
-
-def _git_list(root: Path, paths: Sequence[str] = ()) -> list[str] | None:
-    """What git shows under ``root`` (tracked + untracked-not-ignored), or None if git fails.
-
-    ``paths``: only these (repository-relative, literal) paths.
-    """
-    redirect = [name for name in _GIT_REDIRECTS if os.environ.get(name)]
-    if redirect:
-        logger.warning("%s set in the environment: walking %s without git", redirect[0], root)
-        return None
-    executable = trusted_executable("git")
-    if executable is None:
-        logger.warning("git is unavailable: walking %s without it", root)
-        return None
-    command = [executable, "--no-pager"]
-    command += [arg for setting in _GIT_CONFIG for arg in ("-c", setting)]
-    command += ["ls-files", "--cached", "--others", "--exclude-standard", "-z"]
-    command += ["--", *(f":(literal){path}" for path in paths)] if paths else []
-    try:
-        done = subprocess.run(
-            command,
-            cwd=root,
-            env={**os.environ, **_GIT_ENV},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=_GIT_TIMEOUT_S,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        logger.warning("cannot run git in %s, walking without it: %s", root, exc)
-        return None
-    if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip()
-        if "dubious ownership" in message:
-            logger.warning(
-                "git refuses %s: it belongs to another user (see git's safe.directory); "
-                "walking it without git",
-                root,
-            )
-        else:
-            logger.warning("git ls-files failed in %s, walking without git: %s", root, message)
-        return None
-    output = done.stdout
-    return [os.fsdecode(path) for path in output.split(b"\0") if path]
-
-
-def trusted_executable(name: str) -> str | None:
-    """``name`` found on PATH, absolute entries only.
-
-    A relative entry (``.``, an empty one) names the working directory, which for a language
-    server is often the repository: a ``git`` planted there must never run.
-    """
-    entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
-    return shutil.which(name, path=os.pathsep.join(e for e in entries if os.path.isabs(e)))
-
-
 def listed_by_walk(root: Path, rel_path: str) -> bool:
     """Whether the walk would list ``rel_path`` by git's rules (tracked, or not ignored).
 
@@ -524,8 +442,8 @@ def listed_by_walk(root: Path, rel_path: str) -> bool:
     the ``.gitignore`` files from the root down to it. Content rules are ``skip_reason``'s.
     """
     resolved = Path(root).resolve()
-    top = _git_top(resolved)
-    listed = _git_list(resolved, [rel_path]) if top is not None else None
+    top = git_top(resolved)
+    listed = git_list(resolved, [rel_path]) if top is not None else None
     if listed is not None:
         return rel_path in listed
     walker = _Walker(resolved, DEFAULT_MAX_FILE_BYTES, pathspec.GitIgnoreSpec.from_lines([]), {})
@@ -565,8 +483,8 @@ def walk_repository(
         raise IndexerError(f"cannot index {root}: it is not a directory")
     extra = pathspec.GitIgnoreSpec.from_lines(extra_ignores)
     walker = _Walker(resolved, max_file_bytes, extra, known or {})
-    top = _git_top(resolved)
-    listed = _git_list(resolved) if top is not None else None
+    top = git_top(resolved)
+    listed = git_list(resolved) if top is not None else None
     candidates = walker.from_git(listed) if listed is not None else walker.plain(top)
     files = walker.files(candidates)
     logger.info(

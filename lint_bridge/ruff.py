@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.walk import trusted_executable
+from indexer.git_files import trusted_executable
 from lint_bridge.api import LintBridgeError, Reason, Splice
 from lint_bridge.ruff_config import config_args
 
