@@ -3,8 +3,8 @@
 Kinds: the rest of a line after ``= `` (``assign``), after ``return `` (``return``) or
 inside a call's brackets (``call``); a whole statement line (``line``); the body of an
 ``if``/``for``/``while``/``with``/``try`` block (``block``) or of a function (``body``).
-Each task is tagged ``cross_file`` when its answer names something defined in another
-file of the repository and not in its own (what repository context must supply).
+Each task is tagged ``cross_file`` when its answer names something the file imports from
+another file of the repository (what repository context must supply).
 Nothing is imported or executed: files are read with ``ast``.
 """
 
@@ -36,37 +36,61 @@ class SourceFile:
     text: str
 
 
-def definitions(tree: ast.AST) -> set[str]:
-    """Names a module defines: functions, classes, methods, module-level assignments."""
-    names: set[str] = set()
+def module_name(path: str) -> str:
+    """The dotted module a repository-relative ``.py`` path defines."""
+    parts = path[: -len(".py")].split("/")
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def repository_imports(path: str, tree: ast.Module, modules: set[str]) -> dict[str, str]:
+    """Local names this file binds by importing from other files of the repository:
+    name -> the module it comes from (``from pkg.util import f``, ``import pkg.util as u``,
+    relative imports resolved against the file's own package)."""
+    package = module_name(path).split(".")
+    if not path.endswith("__init__.py"):
+        package = package[:-1]
+    own = module_name(path)
+    names: dict[str, str] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-    if isinstance(tree, ast.Module):
-        for stmt in tree.body:
-            if isinstance(stmt, ast.Assign):
-                names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            for alias in node.names:
+                target = f"{module}.{alias.name}"
+                # ``from pkg import util`` names a module; ``from pkg.util import f`` a member.
+                source = target if target in modules else module
+                if source in modules and source != own and alias.name != "*":
+                    names[alias.asname or alias.name] = source
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in modules and alias.name != own:
+                    names[alias.asname or alias.name.split(".")[0]] = alias.name
     return names
 
 
-def _used_names(code: str) -> tuple[set[str], str | None]:
-    """Identifiers an answer uses (names and attribute names) and the first callee."""
+def _used_names(code: str) -> tuple[set[str], list[tuple[str, str]]]:
+    """Names an answer reads (not attribute names) and its calls in order, each as
+    (called name, the name its chain starts from: ``git`` in ``git.Head(...)``)."""
     tree = _parse_fragment(code)
     if tree is None:
-        return set(), None
-    used: set[str] = set()
-    callee: str | None = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            used.add(node.id)
-        elif isinstance(node, ast.Attribute):
-            used.add(node.attr)
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
-    if calls:
-        first = min(calls, key=lambda n: (n.lineno, n.col_offset))
-        func = first.func
-        callee = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-    return used, callee
+        return set(), []
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    calls = sorted(
+        (n for n in ast.walk(tree) if isinstance(n, ast.Call)),
+        key=lambda n: (n.lineno, n.col_offset),
+    )
+    callees = []
+    for call in calls:
+        func = call.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        root = func
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if name:
+            callees.append((name, root.id if isinstance(root, ast.Name) else ""))
+    return used, callees
 
 
 def _parse_fragment(code: str) -> ast.AST | None:
@@ -179,18 +203,15 @@ def cut_tasks(
             parsed[source.path] = ast.parse(source.text)
         except (SyntaxError, ValueError):
             logger.info("skipping %s: it does not parse", source.path)
-    defined_in = defaultdict(set)
-    for path, tree in parsed.items():
-        for name in definitions(tree):
-            defined_in[name].add(path)
+    modules = {module_name(path) for path in parsed}
     rng = random.Random(seed)
     by_kind: dict[str, list[HoleTask]] = defaultdict(list)
     for source in files:
         if source.path not in parsed:
             continue
-        for task in _tasks_of(source, parsed[source.path], kinds, defined_in, rng, per_file):
-            if task.cross_file or not cross_file_only:
-                by_kind[task.kind].append(task)
+        tree = parsed[source.path]
+        for task in _file_tasks(source, tree, kinds, modules, rng, per_file, cross_file_only):
+            by_kind[task.kind].append(task)
     for tasks in by_kind.values():
         rng.shuffle(tasks)
     # Round-robin over kinds so a limit keeps every kind represented.
@@ -206,18 +227,20 @@ def cut_tasks(
     return out
 
 
-def _tasks_of(
+def _file_tasks(
     source: SourceFile,
     tree: ast.Module,
     kinds: Sequence[str],
-    defined_in: dict[str, set[str]],
+    modules: set[str],
     rng: random.Random,
     per_file: int,
+    cross_file_only: bool,
 ) -> list[HoleTask]:
+    """Up to ``per_file`` non-overlapping holes of one file, in a seeded random order."""
     cutter = _Cutter(source, tree)
     found = [hole for hole in cutter.holes() if hole[0] in kinds]
     rng.shuffle(found)
-    own = definitions(tree)
+    imported = repository_imports(source.path, tree, modules)
     taken: list[tuple[int, int]] = []
     tasks: list[HoleTask] = []
     for kind, start, end in found:
@@ -231,8 +254,16 @@ def _tasks_of(
         last = source.text.count("\n", 0, max(start, end - 1))
         if any(first <= b and a <= last for a, b in taken):
             continue
-        used, callee = _used_names(answer)
-        elsewhere = {n for n in used if n not in own and defined_in.get(n, set()) - {source.path}}
+        used, callees = _used_names(answer)
+        # Cross-file: the answer names something this file imports from another file; its
+        # callee is then the first such function or class it calls (None if it calls none).
+        elsewhere = {n for n in used if n in imported}
+        if elsewhere:
+            callee = next((c for c, root in callees if {c, root} & elsewhere), None)
+        else:
+            callee = callees[0][0] if callees else None
+        if cross_file_only and not elsewhere:
+            continue
         taken.append((first, last))
         tasks.append(
             HoleTask(
