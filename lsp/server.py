@@ -387,6 +387,8 @@ def build_server() -> ApprenticeServer:
         if rel is None:
             return  # not a file of the workspace
         doc = ls.document(params.text_document.uri)
+        if ls.refused(params.text_document.uri):
+            doc = None  # out of sync: the file on disk is what was saved
         text = params.text if params.text is not None else (doc.source if doc else None)
         await ls.index.update_file(rel, text)
 

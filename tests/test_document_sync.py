@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,3 +215,42 @@ def test_known_traps() -> None:
     harness.change(8, [{"text": "again"}])
     harness.change(11, [{"range": ((0, 5), (0, 5)), "text": "!"}])  # a gap forward is fine
     assert harness.usable and harness.text == "again!"
+
+
+async def test_an_out_of_sync_document_is_saved_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving a document the server lost track of indexes the file on disk, not the stale copy."""
+    root = tmp_path / "project"
+    root.mkdir()
+    path = root / "saved.py"
+    path.write_text("def on_disk():\n    return 1\n")
+    server = build_server()
+    drive(
+        server.protocol.lsp_initialize(
+            types.InitializeParams(capabilities=types.ClientCapabilities(), root_uri=root.as_uri())
+        )
+    )
+    server.root = root
+    uri = path.as_uri()
+    item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text="stale = 1\n")
+    drive(server.protocol.lsp_text_document__did_open(types.DidOpenTextDocumentParams(item)))
+    bad = types.Range(types.Position(9, 0), types.Position(9, 0))
+    drive(
+        server.protocol.lsp_text_document__did_change(
+            types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(version=2, uri=uri),
+                [types.TextDocumentContentChangePartial(bad, "x")],
+            )
+        )
+    )
+    saved: list[tuple[str, str | None]] = []
+
+    class Index:
+        async def update_file(self, rel: str, text: str | None) -> None:
+            saved.append((rel, text))
+
+    server.index = Index()  # type: ignore[assignment]
+    handler = server.protocol.fm.features[types.TEXT_DOCUMENT_DID_SAVE]
+    await handler(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri=uri)))
+    assert saved == [("saved.py", None)]  # None: the index reads the file from disk
