@@ -91,7 +91,12 @@ def llama_predictions(
     generate: int = 0,
 ) -> dict[str, Any]:
     """Run ``model.train.llama_probe`` in a child process and return its answer."""
+    from model.hardware import interactive_threads
+
     request = {
+        # llama.cpp's threads wait for each other at every step; on a busy machine fewer
+        # threads finish sooner (the server's own default, for the same reason).
+        "threads": interactive_threads(),
         "model": str(model_path),
         "lora": str(lora_path) if lora_path else None,
         "sequences": sequences,

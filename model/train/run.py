@@ -161,7 +161,7 @@ def pack_student(out: Path, base: BaseModel, card: dict[str, Any], options: Pack
         adapters=[(out / ADAPTER_GGUF, 1.0)],
         fim=STUDENT_FAMILY,
         fim_stop_tokens=TRAINED_TEMPLATES[STUDENT_FAMILY].stop_tokens,
-        licence=", ".join(licences),
+        licence=f"training data: {', '.join(licences)}; the base model's own licence applies",
         description=f"LoRA student of {base.name} trained by apprentice train",
         provenance={
             "dataset_sources": [str(s.get("name")) for s in card.get("sources", [])],
