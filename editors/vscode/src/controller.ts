@@ -49,8 +49,11 @@ const realTimers: Timers = {
   clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
 
-/** Settings whose change needs a new server process rather than a settings push. */
-const RESTART_KEYS = ['executable', 'pythonPath'];
+/**
+ * Settings whose change needs a new client rather than a settings push: another program, or
+ * other languages (the client's document selector is fixed when it is created).
+ */
+const RESTART_KEYS = ['executable', 'pythonPath', 'languages'];
 
 export const POLL_BUSY_MS = 1000;
 export const POLL_IDLE_MS = 10000;

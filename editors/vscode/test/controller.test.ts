@@ -170,6 +170,10 @@ test('a settings change is pushed; a new interpreter restarts the server', async
   await controller.configurationChanged((key) => key === 'pythonPath');
   assert.equal(clients.length, 2);
   assert.equal(clients[0].stopped, 1);
+  host.user.languages = ['python', 'go'];
+  await controller.configurationChanged((key) => key === 'languages');
+  assert.equal(clients.length, 3);
+  assert.deepEqual(controller.languages(), ['python', 'go']);
 });
 
 test('toggle flips the user setting and the status bar', async () => {
