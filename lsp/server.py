@@ -271,7 +271,16 @@ class ApprenticeServer(LanguageServer):
         }
         if self.completions is not None:
             result.update(self.completions.stats.as_json())
+        result["quarantined"] = self._quarantined()
         return result
+
+    def _quarantined(self) -> list[str]:
+        """Files skipped after crashing the parser or the model worker three times."""
+        found = set(self.engine.quarantine.quarantined()) if self.engine is not None else set()
+        index = self.index.index if self.index is not None else None
+        if index is not None:
+            found.update(index.quarantine.quarantined())
+        return sorted(found)
 
 
 class _Progress:

@@ -107,3 +107,15 @@ async def test_a_file_that_crashes_completions_three_times_is_quarantined(
     result = await engine.complete(cursor("fine.py"), CancelToken())
     assert result is not None and result.text == "x + 1"
     engine.close()
+
+
+def test_apprentice_status_lists_quarantined_files() -> None:
+    from lsp.server import build_server
+
+    server = build_server()
+    server.engine = engine_with(FakeBackend())
+    assert server.status()["quarantined"] == []
+    for _ in range(3):
+        server.engine.quarantine.crashed("poison.py", "the model worker")
+    assert server.status()["quarantined"] == ["poison.py"]
+    server.engine.close()
