@@ -31,6 +31,9 @@ from pygls.server import JsonRPCServer
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024 * 1024
+# A body whose length the headers do not give is looked for (parsed again as it arrives)
+# within this many bytes: parsing is not repeated over megabytes a client never framed.
+MAX_UNFRAMED = 1024 * 1024
 # A header line longer than this is not a header.
 MAX_HEADER_LINE = 8 * 1024
 _CHUNK = 64 * 1024
@@ -219,7 +222,7 @@ class FramedReader:
                 head = bytes(self._buffer[: found.start()])
                 del self._buffer[: found.start()]
                 return find_id(head)
-            if len(self._buffer) > self.max_body:
+            if len(self._buffer) > min(self.max_body, MAX_UNFRAMED):
                 head = bytes(self._buffer[:_ID_REACH])
                 self._buffer.clear()
                 return find_id(head)

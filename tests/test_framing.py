@@ -117,3 +117,14 @@ def test_find_id_only_before_params() -> None:
     assert find_id(b'{"jsonrpc":"2.0","id":"a\\"b","method":"m"}') == 'a"b'
     assert find_id(b'{"method":"m","params":{"id":5}}') is None
     assert find_id(b'{"id": 42, "params"') == 42
+
+
+def test_an_unframed_body_is_not_parsed_past_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lsp.framing as framing
+
+    monkeypatch.setattr(framing, "MAX_UNFRAMED", 64)
+    junk = b'{"jsonrpc": "2.0", "id": 21, "method": "m", "params": "' + b"x" * 500
+    stream = b"Content-Length: oops\r\n\r\n" + junk
+    bodies, refused = read_all(stream, chunk=16, max_body=10_000)
+    assert bodies == []
+    assert refused and refused[0][0] == 21
