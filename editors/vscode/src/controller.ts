@@ -64,6 +64,8 @@ export class Controller {
   private status: ServerStatus | undefined;
   private lastLatencyMs: number | undefined;
   private missingReported = false;
+  /** Why there is no server, while there is none. */
+  private missing: string | undefined;
   private poll: unknown;
   private disposed = false;
 
@@ -102,13 +104,15 @@ export class Controller {
     });
     if (isMissing(command)) {
       this.clientState = 'missing';
+      this.missing = `Apprentice: ${command.error}`;
       this.render();
       if (!this.missingReported) {
         this.missingReported = true;
-        this.host.showError(`Apprentice: ${command.error}`);
+        this.host.showError(this.missing);
       }
       return;
     }
+    this.missing = undefined;
     const client = this.createClient(command, () => this.serverSettings());
     this.client = client;
     this.clientState = 'starting';
@@ -178,6 +182,10 @@ export class Controller {
     if (!this.client) {
       await this.start();
       if (!this.client) {
+        // Asked for explicitly (the status bar item's click): say why again.
+        if (this.missing && this.missingReported) {
+          this.host.showError(this.missing);
+        }
         return;
       }
     }

@@ -125,11 +125,14 @@ test('no server anywhere: said once, with the install command, and shown in the 
   });
   await controller.start();
   await controller.restart();
-  await controller.showStatus();
   assert.equal(clients.length, 0);
   assert.equal(host.errors.length, 1);
   assert.match(host.errors[0], /pip install/);
   assert.equal(host.last().warning, true);
+  // A click on the status bar item asks explicitly: the reason is said again.
+  await controller.showStatus();
+  assert.deepEqual(host.errors, [host.errors[0], host.errors[0]]);
+  assert.equal(host.documents.length, 0);
 });
 
 test('starts the server and sends the trusted settings at initialize', async () => {
