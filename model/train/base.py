@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,11 @@ def load_base(base: BaseModel, device: str = "cpu") -> tuple[Any, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not sys.stderr.isatty():
+        transformers.utils.logging.disable_progress_bar()  # no bar redrawn into a log file
     started = time.monotonic()
     folder, name = str(base.path.parent), base.path.name
     try:
