@@ -1,8 +1,10 @@
-"""Names the code below the cursor uses that nothing in the buffer defines yet.
+"""What the code below the cursor asks of the missing line (Python, read with ``ast``).
 
-A model without fill-in-the-middle never sees the code after the cursor; when that code
-reads ``ret`` and nothing assigns it, the missing line most likely does. The pipeline
-prefers a candidate that defines such a name. Read with ``ast`` only, nothing executed.
+A model without fill-in-the-middle never sees the code after the cursor. When that code
+reads ``ret`` and nothing assigns it, the missing line most likely does; when the buffer
+does not parse only because something is missing at the cursor (a block body below with
+no opener above it), the missing line most likely repairs it. The pipeline prefers a
+candidate that does what is asked. Nothing is executed.
 """
 
 from __future__ import annotations
@@ -92,3 +94,29 @@ def _bound(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.MatchMapping) and node.rest:
             bound.add(node.rest)
     return bound
+
+
+def parses(text: str) -> bool:
+    """Whether ``text`` is valid Python."""
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+# Stand-ins for a missing line: a simple statement, or a block opener for a body below.
+_FILLERS = ("pass", "if True:")
+
+
+def broken_at_cursor(text: str, offset: int) -> bool:
+    """True when the buffer does not parse but would with a line put at the cursor: what
+    breaks it is the missing line (so a candidate that makes it parse is the one wanted)."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    if text[line_start:offset].strip() or parses(text):
+        return False
+    return any(
+        parses(text[:line_start] + indent + filler + text[offset:])
+        for indent in _indents(text, line_start, offset)
+        for filler in _FILLERS
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lint_bridge.api import Document, Splice, Verdict
-from lint_bridge.suffix_names import defines_any, unbound_below
+from lint_bridge.suffix_names import broken_at_cursor, defines_any, parses, unbound_below
 from lint_bridge.verify import Verifier
 from lsp.coldstart import ColdStart
 from lsp.linestart import line_start
@@ -75,6 +75,8 @@ class _Attempts:
         self.lint_before: Future[Any] | None = None
         # Names the code below the cursor reads and nothing defines (suffix_names lever).
         self.wanted: frozenset[str] = frozenset()
+        # The buffer parses only once the line at the cursor is there (suffix_syntax lever).
+        self.broken = False
         self.held: str | None = None
 
     def add_usage(self, usage: Usage, raw: str) -> None:
@@ -228,6 +230,14 @@ class CompletionPipeline:
         verifier = self.verifier
         return verifier is not None and verifier.settings.symbols and cursor.language == "python"
 
+    def _preferred(self, cursor: Cursor, form: str, outcome: _Attempts) -> bool:
+        """Whether a verified candidate does what the code below asks (see suffix_names)."""
+        if not defines_any(cursor.text, cursor.offset, form, outcome.wanted):
+            return False
+        if outcome.broken:
+            return parses(cursor.text[: cursor.offset] + form + cursor.text[cursor.offset :])
+        return True
+
     def _wanted_names(self, cursor: Cursor) -> frozenset[str]:
         """Names the code below reads and nothing binds, when that lever is on (Python)."""
         if not self.settings.suffix_names or cursor.language != "python":
@@ -306,7 +316,10 @@ class CompletionPipeline:
         )
         stages.mark("prompt")
         max_tokens = settings.max_tokens_multiline if plan.multiline else settings.max_tokens
-        for attempt in range(max(1, settings.candidates)):
+        attempts = max(1, settings.candidates)
+        attempt = -1
+        while attempt + 1 < attempts:
+            attempt += 1
             if cancel is not None and cancel.cancelled:
                 outcome.usage.finish_reason = "cancelled"
                 break
@@ -343,13 +356,15 @@ class CompletionPipeline:
             form = self._first_passing(cursor, plan, raw, outcome, stages, cut=cut_short)
             if form is None:
                 continue
-            if not defines_any(cursor.text, cursor.offset, form, outcome.wanted):
-                # The code below reads a name nothing defines: another candidate may.
+            if not self._preferred(cursor, form, outcome):
+                # The code below asks for something this one does not do: another may.
                 outcome.hold(form)
+                if attempts < settings.candidates + settings.extra_candidates:
+                    attempts += 1
                 continue
             outcome.accept(form, "accept" if self.verifier else "unchecked", outcome.unchecked)
             break
-        # No candidate defined the wanted names: the first verified one all the same.
+        # No candidate did what the code below asks: the first verified one all the same.
         outcome.accept_held("accept" if self.verifier else "unchecked")
         return built
 
@@ -457,6 +472,11 @@ class CompletionPipeline:
         if view is not None:
             cursor = view.cursor  # the model writes the line's indentation itself
         outcome.wanted = self._wanted_names(cursor)
+        outcome.broken = (
+            settings.suffix_syntax
+            and cursor.language == "python"
+            and broken_at_cursor(cursor.text, cursor.offset)
+        )
         outcome.lint_before = self._lint_before(cursor)
         built = self._candidates(cursor, snippets, template, cancel, limits, stages, outcome)
         lead = ""

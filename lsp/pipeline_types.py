@@ -37,6 +37,12 @@ class PipelineSettings:
     token_healing: bool = True
     # ... and end a suggested block opener where the block's body already follows below.
     suffix_body: bool = True
+    # ... and prefer a candidate after which the buffer parses, where only the missing line
+    # at the cursor keeps it from parsing (a block body below waiting for its opener).
+    suffix_syntax: bool = True
+    # Candidates tried beyond ``candidates`` while the verified ones do not do what the code
+    # below asks (names it reads, a body waiting for its opener); the deadline still holds.
+    extra_candidates: int = 2
     # Prompt tokens a file's first request may evaluate cold (0: no limit). The server sets
     # it (lsp.coldstart); one-off completions (the CLI, eval) take the full prompt.
     first_prompt_tokens: int = 0

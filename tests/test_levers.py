@@ -185,3 +185,29 @@ def test_a_block_opener_ends_where_its_body_already_follows() -> None:
     assert CompletionPipeline(backend).complete(at(text, offset)).text == "        for e2 in l2:"
     off = CompletionPipeline(answers(suggestion), PipelineSettings(suffix_body=False))
     assert off.complete(at(text, offset)).text == suggestion
+
+
+def test_a_candidate_that_makes_the_buffer_parse_is_preferred() -> None:
+    from lint_bridge.suffix_names import broken_at_cursor
+
+    text = "def f(xs):\n    total = 0\n\n        total += 1\n    return total\n"
+    offset = text.index("\n\n") + 1
+    assert broken_at_cursor(text, offset)  # a body below waits for its opener
+    assert not broken_at_cursor("x = 1\n\ny = 2\n", 6)  # parses already
+    assert not broken_at_cursor("def f(:\n\nx = 1\n", 8)  # broken elsewhere
+    settings = PipelineSettings(candidates=1)
+    backend = answers("    print(xs)", "    total += 2", "    for x in xs:")
+    # Two extra candidates are tried while none repairs the buffer; the third does.
+    assert CompletionPipeline(backend, settings).complete(at(text, offset)).text == (
+        "    for x in xs:"
+    )
+    assert len(backend.requests) == 3
+    off = replace(settings, suffix_syntax=False)
+    plain = CompletionPipeline(answers("    print(xs)", "    for x in xs:"), off)
+    assert plain.complete(at(text, offset)).text == "    print(xs)"
+    capped = replace(settings, extra_candidates=1)
+    backend = answers("    print(xs)", "    total += 2", "    for x in xs:")
+    assert CompletionPipeline(backend, capped).complete(at(text, offset)).text == (
+        "    print(xs)"
+    )
+    assert len(backend.requests) == 2

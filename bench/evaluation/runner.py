@@ -33,6 +33,7 @@ LEVERS = (
     "unused_imports",
     "token_healing",
     "suffix_body",
+    "suffix_syntax",
 )
 
 
@@ -157,6 +158,7 @@ def pipeline_for(
         suffix_names="suffix_names" in levers,
         token_healing="token_healing" in levers,
         suffix_body="suffix_body" in levers,
+        suffix_syntax="suffix_syntax" in levers,
     )
     return CompletionPipeline(
         backend,
