@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lint_bridge.api import Document, Splice, Verdict
-from lint_bridge.suffix_names import broken_at_cursor, defines_any, parses, unbound_below
 from lint_bridge.verify import Verifier
+from lsp.attempts import Attempts, SuffixAsks
 from lsp.coldstart import ColdStart
 from lsp.linestart import line_start
 from lsp.partials import (
@@ -57,61 +57,6 @@ __all__ = [
     "PipelineSettings",
     "index_context",
 ]
-
-
-class _Attempts:
-    """What the candidates of one completion produced: usage summed, the best text kept."""
-
-    def __init__(self) -> None:
-        self.usage = Usage()
-        self.raw = ""
-        self.count = 0
-        self.verdict = "none"
-        self.text: str | None = None
-        self.repair: str | None = None
-        self.reasons: list[str] = []
-        self.unchecked: list[str] = []
-        self.checked: set[tuple[int, str]] = set()
-        self.lint_before: Future[Any] | None = None
-        # Names the code below the cursor reads and nothing defines (suffix_names lever).
-        self.wanted: frozenset[str] = frozenset()
-        # The buffer parses only once the line at the cursor is there (suffix_syntax lever).
-        self.broken = False
-        self.held: str | None = None
-
-    def add_usage(self, usage: Usage, raw: str) -> None:
-        self.count += 1
-        self.raw = raw
-        self.usage.model = usage.model
-        self.usage.prompt_tokens += usage.prompt_tokens
-        self.usage.prompt_tokens_evaluated += usage.prompt_tokens_evaluated
-        self.usage.completion_tokens += usage.completion_tokens
-        self.usage.finish_reason = usage.finish_reason
-
-    def accept(self, text: str, verdict: str, unchecked: list[str]) -> None:
-        self.text, self.verdict, self.unchecked = text, verdict, unchecked
-
-    def hold(self, text: str) -> None:
-        """A verified candidate kept in reserve while a better one is sought."""
-        if self.held is None:
-            self.held = text
-
-    def accept_held(self, verdict: str) -> None:
-        if self.text is None and self.held is not None:
-            self.accept(self.held, verdict, self.unchecked)
-
-    def offer_repair(self, text: str) -> None:
-        if self.repair is None or len(text) > len(self.repair):
-            self.repair = text
-
-    def final_text(self) -> str | None:
-        if self.text is not None:
-            return self.text
-        if self.repair is not None:
-            self.verdict = "repair"
-            return self.repair
-        self.verdict = "reject" if self.count else "none"
-        return None
 
 
 ContextSource = Callable[["Cursor"], Sequence[Snippet]]
@@ -230,20 +175,6 @@ class CompletionPipeline:
         verifier = self.verifier
         return verifier is not None and verifier.settings.symbols and cursor.language == "python"
 
-    def _preferred(self, cursor: Cursor, form: str, outcome: _Attempts) -> bool:
-        """Whether a verified candidate does what the code below asks (see suffix_names)."""
-        if not defines_any(cursor.text, cursor.offset, form, outcome.wanted):
-            return False
-        if outcome.broken:
-            return parses(cursor.text[: cursor.offset] + form + cursor.text[cursor.offset :])
-        return True
-
-    def _wanted_names(self, cursor: Cursor) -> frozenset[str]:
-        """Names the code below reads and nothing binds, when that lever is on (Python)."""
-        if not self.settings.suffix_names or cursor.language != "python":
-            return frozenset()
-        return unbound_below(cursor.text, cursor.offset)
-
     def _lint_before(self, cursor: Cursor) -> Future[Any] | None:
         """Start ruff on the unedited buffer now, in parallel with generation.
 
@@ -280,7 +211,7 @@ class CompletionPipeline:
         )
 
     def _wants_next_line(
-        self, cursor: Cursor, outcome: _Attempts, cancel: CancelToken | None, deadline: float
+        self, cursor: Cursor, outcome: Attempts, cancel: CancelToken | None, deadline: float
     ) -> bool:
         """At the end of a finished line the model often just ends the line: then its next
         line is the suggestion (ghost text starting with a line break)."""
@@ -304,7 +235,7 @@ class CompletionPipeline:
         cancel: CancelToken | None,
         limits: Limits,
         stages: Stages,
-        outcome: _Attempts,
+        outcome: Attempts,
     ) -> BuiltPrompt:
         """Generate, clean and verify candidates until one passes; results go to ``outcome``."""
         settings = self.settings
@@ -356,7 +287,7 @@ class CompletionPipeline:
             form = self._first_passing(cursor, plan, raw, outcome, stages, cut=cut_short)
             if form is None:
                 continue
-            if not self._preferred(cursor, form, outcome):
+            if not outcome.asks.met_by(cursor, form):
                 # The code below asks for something this one does not do: another may.
                 outcome.hold(form)
                 if attempts < settings.candidates + settings.extra_candidates:
@@ -375,7 +306,7 @@ class CompletionPipeline:
         plan: CompletionPlan,
         soft: float | None,
         stop_early: LinkedCancel,
-        outcome: _Attempts,
+        outcome: Attempts,
         stages: Stages,
     ) -> tuple[str, str | None]:
         """Read a generation; past the soft budget, the first verified partial ends it.
@@ -404,7 +335,7 @@ class CompletionPipeline:
         cursor: Cursor,
         plan: CompletionPlan,
         raw: str,
-        outcome: _Attempts,
+        outcome: Attempts,
         stages: Stages,
         *,
         cut: bool,
@@ -467,16 +398,11 @@ class CompletionPipeline:
             snippets = self._snippets(cursor)
         stages.mark("context")
         limits = Limits.of(settings, started, budget=budget)
-        outcome = _Attempts()
+        outcome = Attempts()
         view = line_start(cursor) if settings.line_start else None
         if view is not None:
             cursor = view.cursor  # the model writes the line's indentation itself
-        outcome.wanted = self._wanted_names(cursor)
-        outcome.broken = (
-            settings.suffix_syntax
-            and cursor.language == "python"
-            and broken_at_cursor(cursor.text, cursor.offset)
-        )
+        outcome.asks = SuffixAsks.of(cursor, settings)
         outcome.lint_before = self._lint_before(cursor)
         built = self._candidates(cursor, snippets, template, cancel, limits, stages, outcome)
         lead = ""
