@@ -75,6 +75,9 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     train.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
     train.add_argument("--eval-every", type=int, default=0, help="steps between held-out losses")
     train.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    train.add_argument(
+        "--threads", type=int, help="CPU threads (default: one per core; fewer on a busy machine)"
+    )
     train.add_argument("--name", default="apprentice-student", help="checkpoint name")
     train.add_argument("--version", default="0.1.0", help="checkpoint version")
     train.add_argument("--sign-key", help="sign the checkpoint with this private key")
@@ -240,6 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=reporter.step,
             say=_say,
             pack=pack,
+            threads=args.threads,
         )
     finally:
         reporter.close()

@@ -85,13 +85,21 @@ def train_student(
     say: Say | None = None,
     agreement_examples: int = 16,
     pack: PackOptions | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train, export and check one student; returns the ``training.json`` summary."""
+    """Train, export and check one student; returns the ``training.json`` summary.
+
+    ``threads`` sets torch's CPU threads (default: torch's own choice, one per core).
+    """
     note = say or (lambda message: logger.info("%s", message))
     card, train, heldout = load_dataset(dataset)
     base = describe_base(base_path)
     check_base_fits(card, base)
     device = resolve_device(settings.device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     identity = {
         "base_sha256": base.sha256,
         "dataset": dataset_id(dataset),
