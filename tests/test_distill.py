@@ -423,3 +423,32 @@ def test_cli_distill_writes_the_dataset(repo: Path, capsys: pytest.CaptureFixtur
     assert main(["distill", str(repo), "-o", str(out), "--no-tests", "--json"]) == 0
     card = json.loads(capsys.readouterr().out)
     assert card["counts"]["train_examples"] == len(read_jsonl(out / TRAIN_FILE))
+
+
+def test_heldout_files_never_take_every_file() -> None:
+    from model.distill.dataset import heldout_files
+
+    files = [("r", f"f{i}.py") for i in range(10)]
+    assert heldout_files(files, 0.0, 0) == set()
+    assert heldout_files(files[:1], 0.5, 0) == set()
+    assert len(heldout_files(files[:2], 0.9, 0)) == 1
+    held = heldout_files(files, 0.2, 0)
+    assert len(held) == 2 and held == heldout_files(list(reversed(files)), 0.2, 0)
+    assert any(heldout_files(files, 0.2, seed) != held for seed in range(1, 6))
+
+
+def test_windows_cut_at_line_boundaries() -> None:
+    from model.distill.dataset import (
+        PREFIX_WINDOW_CHARS,
+        SUFFIX_WINDOW_CHARS,
+        prefix_window,
+        suffix_window,
+    )
+
+    text = "".join(f"line {i}\n" for i in range(2000))
+    head = prefix_window(text + "    x = ")
+    assert head.endswith("    x = ") and len(head) <= PREFIX_WINDOW_CHARS
+    assert head.startswith("line ")
+    tail = suffix_window("\n" + text)
+    assert tail.endswith("\n") and len(tail) <= SUFFIX_WINDOW_CHARS
+    assert prefix_window("short") == "short" and suffix_window("short") == "short"
