@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from model.holes import HoleTask, place, placements_for
@@ -54,10 +54,6 @@ class Task:
     end: int
     placement: str = "cursor"
     diagnostic: dict[str, Any] | None = field(default=None, compare=False)
-
-    def as_json(self) -> dict[str, Any]:
-        """The task as one JSON object."""
-        return asdict(self)
 
 
 def task_id(repo: str, path: str, kind: str, start: int, end: int) -> str:

@@ -8,7 +8,7 @@ Markers are inserted by id; code that contains a marker's text stays text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,17 +103,3 @@ def encode(
         )
     prompt = tokens.prompt(built.prompt)
     return Encoded(prompt + target, len(prompt))
-
-
-PromptBuilder = Callable[[Example], list[int]]
-
-
-def prompt_ids(example: Example, tokens: Tokens, max_tokens: int) -> list[int]:
-    """The FIM prompt alone (what the server would send), for checks on held-out examples."""
-    built = build_prompt(
-        PromptInput(example.path, example.language, example.prefix, example.suffix),
-        STUDENT_TEMPLATE,
-        tokens.count,
-        max_tokens,
-    )
-    return tokens.prompt(built.prompt)
