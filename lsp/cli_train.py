@@ -137,12 +137,13 @@ def _teacher(args: argparse.Namespace) -> Any:
 
 
 class _Reporter:
-    """Progress on stderr: a redrawn line on a terminal, a line every 10% otherwise."""
+    """Progress on stderr: a redrawn line on a terminal; otherwise a line every 10% or minute."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.started = time.monotonic()
         self.last_tenth = -1
+        self.last_line = 0.0
 
     def line(self, text: str, done: int, total: int) -> None:
         if self.tty:
@@ -150,8 +151,9 @@ class _Reporter:
             sys.stderr.flush()
             return
         tenth = int(10 * done / total) if total else 10
-        if tenth != self.last_tenth or done == total:
-            self.last_tenth = tenth
+        now = time.monotonic()
+        if tenth != self.last_tenth or done == total or now - self.last_line >= 60:
+            self.last_tenth, self.last_line = tenth, now
             _say(text)
 
     def files(self, stage: str, done: int, total: int) -> None:
