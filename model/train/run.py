@@ -111,7 +111,11 @@ def train_student(
     model, tokenizer = load_base(base, device)
     tokens = Tokens(tokenizer)
     peft_model = attach_lora(model, _on(settings, device))
-    note(f"training {settings.steps} steps on {len(train)} examples ({device})")
+    measured = min(len(heldout), settings.heldout_limit)
+    note(
+        f"training {settings.steps} steps on {len(train)} examples ({device}); held-out loss "
+        f"on {measured} examples first, then every {settings.eval_every or settings.steps} steps"
+    )
     result = train_lora(
         peft_model, tokens, train, heldout, out, _on(settings, device), identity, progress
     )
