@@ -452,3 +452,23 @@ def test_windows_cut_at_line_boundaries() -> None:
     tail = suffix_window("\n" + text)
     assert tail.endswith("\n") and len(tail) <= SUFFIX_WINDOW_CHARS
     assert prefix_window("short") == "short" and suffix_window("short") == "short"
+
+
+def test_the_teacher_is_prompted_in_its_own_fim_family() -> None:
+    from model.api import SpecialToken
+
+    qwen = ModelInfo(
+        name="coder",
+        special_tokens=frozenset(
+            {"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>"}
+        ),
+    )
+    backend = FakeBackend(respond=lambda prompt: "amount\n", info_value=qwen)
+    task = tasks_for_source("shop", "shop/prices.py", PRICES, TaskLimits(holes=1))[0]
+    Teacher(backend, "coder", TeacherSettings(k=1)).samples(task)
+    prompt = backend.requests[0].prompt
+    assert SpecialToken("<|fim_suffix|>") in prompt and SpecialToken("<|fim_middle|>") in prompt
+    assert any(isinstance(p, str) and task.suffix.startswith(p[:20]) for p in prompt if p)
+    plain = FakeBackend(respond=lambda prompt: "amount\n", info_value=ModelInfo(name="base"))
+    Teacher(plain, "base", TeacherSettings(k=1)).samples(task)
+    assert not any(isinstance(p, SpecialToken) for p in plain.requests[0].prompt)
