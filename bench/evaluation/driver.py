@@ -153,6 +153,9 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
         base,
         time_budget_s=base.time_budget_s if options.as_typed else None,
         timeout_s=options.timeout_s,
+        # Every task is a file's first request; the server answers that one from a small
+        # prompt while it warms the full one. What users get from then on is measured here.
+        first_prompt_tokens=0,
     )
     out = EvalRun()
     suite = None
