@@ -256,8 +256,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         _say(
             f"{args.output}: trained {summary['steps']} steps, loss {summary['train_loss']}, "
             f"held-out loss {summary['heldout_loss_before']} -> {summary['heldout_loss_after']}; "
-            f"llama.cpp agrees on {agreement['agreement']:.0%} of {agreement['positions']} "
-            f"positions"
+            f"llama.cpp agrees on {agreement['decisive_agreement']:.0%} of "
+            f"{agreement['decisive']} decisive positions ({agreement['agreement']:.0%} of all "
+            f"{agreement['positions']})"
             + (f"; checkpoint {summary['checkpoint']}" if "checkpoint" in summary else "")
         )
     return 0

@@ -179,7 +179,9 @@ def test_distill_train_export_pack_and_serve(
     assert "step 10/10" in captured.err and "tok/s" in captured.err
     assert summary["heldout_loss_after"] < summary["heldout_loss_before"]
     agreement = summary["agreement"]
-    assert agreement["agreement"] >= 0.95
+    # Near-ties (the torch model's best two tokens within TIE_MARGIN) are left out: llama.cpp's
+    # quantized arithmetic breaks them either way (all positions: 0.95-0.975 across runs).
+    assert agreement["decisive_agreement"] >= 0.95 and agreement["decisive"] >= 20
     assert agreement["changed_by_adapter"] > 0
     assert (out / "train_log.jsonl").read_text().count("\n") == 10
     timings.append(f"train, export, check, pack {time.monotonic() - started:.0f} s")

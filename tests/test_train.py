@@ -302,3 +302,13 @@ def test_summary_json_is_plain(tmp_path: Path) -> None:
     state = json.loads(next((tmp_path / "s" / STEPS_DIR).glob("*/state.json")).read_text())
     assert state["step"] == 2 and state["run"] == IDENTITY
     assert len(result.log) == 2
+
+
+def test_the_export_gate_counts_decisive_positions_only() -> None:
+    """Near-ties may flip under llama.cpp's quantized arithmetic; the gate ignores them."""
+    from model.train.agree import Agreement
+
+    flaky = Agreement(40, 0.925, 0.4, 0.6, decisive=36, decisive_agreement=1.0)
+    assert flaky.ok and flaky.as_json()["decisive"] == 36
+    assert not Agreement(40, 0.99, 0.4, 0.6, decisive=36, decisive_agreement=0.9).ok
+    assert not Agreement(40, 1.0, 0.4, 0.6, decisive=0, decisive_agreement=0.0).ok

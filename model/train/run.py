@@ -139,8 +139,8 @@ def train_student(
     if not agreement.ok:
         raise TrainingError(
             f"llama.cpp with the exported adapter agrees with the trained model on "
-            f"{agreement.agreement:.0%} of {agreement.positions} positions (needs "
-            f"{agreement.as_json()['required']:.0%}); {out / ADAPTER_GGUF} is not usable"
+            f"{agreement.decisive_agreement:.0%} of {agreement.decisive} decisive positions "
+            f"(needs {agreement.as_json()['required']:.0%}); {out / ADAPTER_GGUF} is not usable"
         )
     if pack is not None:
         summary["checkpoint"] = pack_student(out, base, card, pack)
