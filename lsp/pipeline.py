@@ -150,6 +150,7 @@ class CompletionPipeline:
             template,
             self._count_tokens,
             self.settings.context_budget if budget is None else budget,
+            snippet_heads=self.settings.snippet_heads,
         )
 
     def warm(self, cursor: Cursor, cancel: CancelToken | None = None) -> Usage | None:

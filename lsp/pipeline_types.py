@@ -43,6 +43,9 @@ class PipelineSettings:
     # Candidates tried beyond ``candidates`` while the verified ones do not do what the code
     # below asks (names it reads, a body waiting for its opener); the deadline still holds.
     extra_candidates: int = 2
+    # A repository snippet too long for the room left gives its first lines (a definition's
+    # signature and docstring) instead of being skipped.
+    snippet_heads: bool = True
     # Prompt tokens a file's first request may evaluate cold (0: no limit). The server sets
     # it (lsp.coldstart); one-off completions (the CLI, eval) take the full prompt.
     first_prompt_tokens: int = 0

@@ -25,6 +25,8 @@ PREFIX_CUT_STEP = 8
 # A prefix that fits is charged in granules when leftover budget goes to snippets, so the set
 # of snippets (which sit before the prefix in the cache) changes rarely while typing.
 CLAIM_GRANULE = 32
+# A snippet cut to fit must keep at least this many tokens (a signature, not a fragment).
+MIN_SNIPPET_HEAD = 24
 # No tokenizer packs more characters than this into one token on real code; text beyond
 # budget * this many characters cannot fit and is dropped before anything is counted.
 MAX_CHARS_PER_TOKEN = 12
@@ -160,11 +162,14 @@ def build_prompt(
     *,
     prefix_ratio: float = PREFIX_RATIO,
     suffix_ratio: float = SUFFIX_RATIO,
+    snippet_heads: bool = True,
 ) -> BuiltPrompt:
     """Lay out snippets, prefix and suffix for ``template`` within ``budget`` tokens.
 
     ``template`` None builds a prefix-only prompt. ``count_tokens`` is called once per piece
-    plus O(log n) times per cut, never per line.
+    plus O(log n) times per cut, never per line. With ``snippet_heads``, a snippet too long
+    for what is left still gives its first lines (a definition's signature and docstring)
+    instead of nothing.
     """
     repo_layout = template is not None and template.file_sep is not None
     comment_open, comment_close = comment_syntax(inp.language)
@@ -192,17 +197,13 @@ def build_prompt(
         if not snippet.text.strip() or key in seen:
             continue
         seen.add(key)
-        body = snippet.text.rstrip("\n") + "\n"
-        if template is not None and template.file_sep is not None:
-            text = f"{snippet.path}\n{body}"
-            pieces.append(
-                (snippet, (SpecialToken(template.file_sep), text), 1 + count_tokens(text))
-            )
-        else:
-            text = _comment_block(snippet.path, body, comment_open, comment_close)
-            pieces.append((snippet, (text,), count_tokens(text)))
+        parts, cost = _render_snippet(
+            snippet.path, snippet.text, template, count_tokens, (comment_open, comment_close)
+        )
+        pieces.append((snippet, parts, cost))
     snippet_total = sum(cost for _, _, cost in pieces)
 
+    comment_syntax_of = (comment_open, comment_close)
     # Markers of the frame around the snippets (each snippet's own marker is in its cost).
     skeleton = _assemble(template, head, ("x",) if pieces else (), header, "", "")
     markers = sum(1 for part in skeleton if isinstance(part, SpecialToken))
@@ -225,6 +226,8 @@ def build_prompt(
     used: list[str] = []
     snippet_tokens = 0
     for snippet, parts, cost in pieces:
+        if cost > left and snippet_heads and left >= MIN_SNIPPET_HEAD:
+            parts, cost = _snippet_head(snippet, template, left, count_tokens, comment_syntax_of)
         if cost <= left:
             chosen.extend(parts)
             used.append(snippet.path)
@@ -245,6 +248,45 @@ def build_prompt(
         prefix_chars=len(prefix.text),
         suffix_chars=len(suffix.text),
     )
+
+
+def _render_snippet(
+    path: str,
+    text: str,
+    template: FimTemplate | None,
+    count_tokens: Callable[[str], int],
+    comment: tuple[str, str],
+) -> tuple[tuple[PromptPart, ...], int]:
+    """A snippet's prompt parts (a file separator, or a comment block) and their tokens."""
+    body = text.rstrip("\n") + "\n"
+    if template is not None and template.file_sep is not None:
+        rendered = f"{path}\n{body}"
+        return (SpecialToken(template.file_sep), rendered), 1 + count_tokens(rendered)
+    rendered = _comment_block(path, body, *comment)
+    return (rendered,), count_tokens(rendered)
+
+
+def _snippet_head(
+    snippet: Snippet,
+    template: FimTemplate | None,
+    left: int,
+    count_tokens: Callable[[str], int],
+    comment: tuple[str, str],
+) -> tuple[tuple[PromptPart, ...], int]:
+    """The longest run of the snippet's first lines that fits ``left`` tokens, rendered."""
+    lines = snippet.text.rstrip("\n").split("\n")
+    lo, hi = 0, len(lines) - 1  # whole lines kept; the full snippet did not fit
+    best: tuple[tuple[PromptPart, ...], int] = ((), left + 1)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        parts, cost = _render_snippet(
+            snippet.path, "\n".join(lines[:mid]), template, count_tokens, comment
+        )
+        if cost <= left:
+            best, lo = (parts, cost), mid
+        else:
+            hi = mid - 1
+    return best
 
 
 def _assemble(

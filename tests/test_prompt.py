@@ -277,16 +277,30 @@ def test_long_single_line_prefix_is_cut_inside_the_line() -> None:
     assert built.token_estimate <= 100
 
 
-def test_snippets_that_do_not_fit_are_skipped_in_order() -> None:
+def test_snippets_that_do_not_fit_are_skipped_in_order_without_heads() -> None:
     small_a = Snippet("a.py", "A = 1\n")
     huge = Snippet("huge.py", "H = 0\n" * 400)
     small_c = Snippet("c.py", "C = 3\n")
     inp = replace(INPUT, snippets=(small_a, huge, small_c))
-    built = build(KNOWN_TEMPLATES["qwen2.5-coder"], inp, budget=300)
+    template = KNOWN_TEMPLATES["qwen2.5-coder"]
+    built = build_prompt(inp, template, count, 300, snippet_heads=False)
     assert built.snippets_used == ("a.py", "c.py")
     rendered = render_prompt(built.prompt)
     assert rendered.index("a.py") < rendered.index("c.py")
     assert "huge.py" not in rendered
+
+
+def test_a_snippet_too_long_for_the_room_left_gives_its_first_lines() -> None:
+    definition = Snippet(
+        "store.py", "def load_inventory(path):\n" + '    """Read it."""\n' + "    x = 0\n" * 400
+    )
+    inp = replace(INPUT, snippets=(definition,))
+    built = build(KNOWN_TEMPLATES["qwen2.5-coder"], inp, budget=300)
+    assert built.snippets_used == ("store.py",)
+    rendered = render_prompt(built.prompt)
+    assert "def load_inventory(path):\n" in rendered and '"""Read it."""' in rendered
+    assert built.token_estimate <= 300
+    assert rendered.count("x = 0") < 400
 
 
 def test_snippet_order_is_the_callers_even_when_a_later_one_is_smaller() -> None:

@@ -34,6 +34,7 @@ LEVERS = (
     "token_healing",
     "suffix_body",
     "suffix_syntax",
+    "snippet_heads",
 )
 
 
@@ -159,6 +160,7 @@ def pipeline_for(
         token_healing="token_healing" in levers,
         suffix_body="suffix_body" in levers,
         suffix_syntax="suffix_syntax" in levers,
+        snippet_heads="snippet_heads" in levers,
     )
     return CompletionPipeline(
         backend,
