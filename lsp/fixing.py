@@ -21,14 +21,13 @@ from lint_bridge.ruff import RuffDiagnostic, RuffFix
 from lint_bridge.verify import Verifier
 from model.api import Backend, CancelToken, CompletionRequest
 from model.fim import FimTemplate, TemplateChoice
+from model.fixhint import MAX_FIX_LINES, hint_lines
 from model.postprocess import CompletionPlan, clean_completion, plan_completion
 from model.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt, comment_syntax
 
 logger = logging.getLogger(__name__)
 
 _fix_ids = itertools.count(1)
-# Lines of the original statement quoted in the prompt; longer ones are not quoted at all.
-_QUOTED_LINES = 20
 _TITLE_MESSAGE = 60
 
 
@@ -45,7 +44,7 @@ class FixSettings:
     fim_template: str | None = None
     timeout_s: float = 20.0
     # A statement longer than this is left alone: a small model cannot rewrite it whole.
-    max_lines: int = 30
+    max_lines: int = MAX_FIX_LINES
 
 
 @dataclass(frozen=True)
@@ -235,7 +234,7 @@ class FixPipeline:
         if lines > settings.max_lines:
             return None
         indent = original[: len(original) - len(original.lstrip(" \t"))]
-        hints = _hint_lines(target, original, indent, doc.language)
+        hints = hint_lines(target.code, target.message, original, indent, doc.language)
         prefix = doc.text[:start] + "".join(line + "\n" for line in hints) + indent
         suffix = doc.text[end:]
         built = build_prompt(
@@ -315,28 +314,6 @@ def _display_path(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return path.name
-
-
-def _comment(text: str, indent: str, language: str) -> str:
-    opener, closer = comment_syntax(language)
-    return f"{indent}{opener} {text}{' ' + closer if closer else ''}".rstrip()
-
-
-def _hint_lines(target: RuffDiagnostic, original: str, indent: str, language: str) -> list[str]:
-    """Comment lines naming the problem and quoting the statement, then where the fix goes.
-
-    A base model reads "problem, before, after" as a pattern to continue; the fix is written
-    right below, at the statement's own indentation.
-    """
-    lines = [_comment(f"Ruff {target.code}: {target.message}", indent, language)]
-    quoted = original.split("\n")
-    if len(quoted) <= _QUOTED_LINES:
-        lines.append(_comment("Before:", indent, language))
-        for line in quoted:
-            body = line[len(indent) :] if line.startswith(indent) else line.lstrip(" \t")
-            lines.append(_comment("    " + body.rstrip(), indent, language))
-    lines.append(_comment("After (fixed):", indent, language))
-    return lines
 
 
 def _blank_leading_comments(raw: str, comment: str) -> str:

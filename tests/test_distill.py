@@ -18,11 +18,12 @@ from model.distill.dataset import (
     load_dataset,
     read_jsonl,
 )
-from model.distill.fixes import fix_tasks, hint_lines
+from model.distill.fixes import fix_tasks
 from model.distill.run import PROGRESS_DIR, DistillSettings, distill
 from model.distill.tasks import Task, TaskLimits, tasks_for_source
 from model.distill.teacher import RateLimiter, Teacher, TeacherSettings, TeacherUnavailableError
 from model.fake import FakeBackend
+from model.fixhint import hint_lines
 
 PRICES = '''"""Prices."""
 
@@ -139,15 +140,14 @@ def test_fix_samples_are_verified_as_fixes(tmp_path: Path) -> None:
     assert checker.check(task, STOCK, "message = stock_name") == "fix:new-ruff:F821"
 
 
-def test_fix_hints_are_laid_out_as_the_server_asks_for_a_fix() -> None:
-    from lint_bridge.ruff import RuffDiagnostic
-    from lsp.fixing import _hint_lines
-
+def test_fix_hints_quote_the_statement_as_comments() -> None:
     original = '    message = f"stock"'
-    target = RuffDiagnostic("F541", "f-string without any placeholders", 3, 14, 3, 22)
-    assert hint_lines(target.code, target.message, original, "    ", "python") == _hint_lines(
-        target, original, "    ", "python"
-    )
+    assert hint_lines("F541", "f-string without any placeholders", original, "    ", "python") == [
+        "    # Ruff F541: f-string without any placeholders",
+        "    # Before:",
+        '    #     message = f"stock"',
+        "    # After (fixed):",
+    ]
 
 
 # -- teachers ---------------------------------------------------------------------------------

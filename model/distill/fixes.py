@@ -17,31 +17,9 @@ from lint_bridge.api import LintBridgeError
 from lint_bridge.fixes import replacement_span
 from lint_bridge.ruff import RuffDiagnostic, RuffRunner
 from model.distill.tasks import FIX_KIND, Task, task_id
-from model.prompt import comment_syntax
+from model.fixhint import MAX_FIX_LINES, hint_lines
 
 logger = logging.getLogger(__name__)
-
-# As lsp/fixing.py: statements longer than this are never sent for a model fix.
-MAX_FIX_LINES = 30
-_QUOTED_LINES = 20
-
-
-def hint_lines(code: str, message: str, original: str, indent: str, language: str) -> list[str]:
-    """The comment lines the server writes above a statement it asks the model to fix."""
-    lines = [_comment(f"Ruff {code}: {message}", indent, language)]
-    quoted = original.split("\n")
-    if len(quoted) <= _QUOTED_LINES:
-        lines.append(_comment("Before:", indent, language))
-        for line in quoted:
-            body = line[len(indent) :] if line.startswith(indent) else line.lstrip(" \t")
-            lines.append(_comment("    " + body.rstrip(), indent, language))
-    lines.append(_comment("After (fixed):", indent, language))
-    return lines
-
-
-def _comment(text: str, indent: str, language: str) -> str:
-    opener, closer = comment_syntax(language)
-    return f"{indent}{opener} {text}{' ' + closer if closer else ''}".rstrip()
 
 
 def fix_tasks(
