@@ -65,6 +65,13 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "(line_start, code_over_comment, suffix_names, unused_imports, token_healing, "
         "suffix_body, suffix_syntax, snippet_heads)",
     )
+    parser.add_argument(
+        "--with-lever",
+        action="append",
+        default=[],
+        metavar="LEVER",
+        help="add a row of the default pipeline with this lever on (one that is off by default)",
+    )
     parser.add_argument("--kinds", help="repo task kinds, comma-separated (default: all)")
     parser.add_argument(
         "--cross-file-only", action="store_true", help="repo tasks needing another file only"
@@ -116,6 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ablate=args.ablations,
             without=args.without_lever,
             repository=args.suite == "repo",
+            with_=args.with_lever,
         ),
         repo=Path(args.repo) if args.repo else None,
         package=args.package,

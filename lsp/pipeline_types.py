@@ -29,17 +29,19 @@ class PipelineSettings:
     line_start: bool = True
     # ... never offer a comment alone where code follows (unless writing a comment) ...
     code_over_comment: bool = True
-    # ... and prefer a candidate that defines the names the code below uses and nothing
-    # defines yet (a model without fill-in-the-middle never sees that code).
-    suffix_names: bool = True
+    # ... and (off: no gain measured, 0.37 pass@1 with and without on 100 HumanEval tasks,
+    # for 10% more prompt tokens) prefer a candidate that defines the names the code below
+    # uses and nothing defines yet (a model without fill-in-the-middle never sees that code).
+    suffix_names: bool = False
     # ... and leave spaces typed after code out of the prompt, for the model to write
     # (token healing: "total " would otherwise ask for a token split it rarely saw).
     token_healing: bool = True
     # ... and end a suggested block opener where the block's body already follows below.
     suffix_body: bool = True
-    # ... and prefer a candidate after which the buffer parses, where only the missing line
-    # at the cursor keeps it from parsing (a block body below waiting for its opener).
-    suffix_syntax: bool = True
+    # ... and (off: no gain measured, 0.37 with and without on 100 HumanEval tasks, for 6%
+    # more prompt tokens) prefer a candidate after which the buffer parses, where only the
+    # missing line keeps it from parsing (a block body below waiting for its opener).
+    suffix_syntax: bool = False
     # Candidates tried beyond ``candidates`` while the verified ones do not do what the code
     # below asks (names it reads, a body waiting for its opener); the deadline still holds.
     extra_candidates: int = 2

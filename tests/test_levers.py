@@ -98,7 +98,7 @@ def test_comments_stay_allowed_when_writing_one_or_at_the_end() -> None:
 def test_a_candidate_defining_what_the_code_below_reads_is_preferred() -> None:
     text = "def uniq(xs):\n\n    for x in xs:\n        ret.add(x)\n    return ret\n"
     offset = text.index("\n\n") + 1
-    settings = PipelineSettings(candidates=2)
+    settings = PipelineSettings(candidates=2, suffix_names=True)
     picked = CompletionPipeline(answers("    out = set()", "    ret = set()"), settings)
     assert picked.complete(at(text, offset)).text == "    ret = set()"
     # With the lever off the first candidate stands.
@@ -195,7 +195,7 @@ def test_a_candidate_that_makes_the_buffer_parse_is_preferred() -> None:
     assert broken_at_cursor(text, offset)  # a body below waits for its opener
     assert not broken_at_cursor("x = 1\n\ny = 2\n", 6)  # parses already
     assert not broken_at_cursor("def f(:\n\nx = 1\n", 8)  # broken elsewhere
-    settings = PipelineSettings(candidates=1)
+    settings = PipelineSettings(candidates=1, suffix_syntax=True)
     backend = answers("    print(xs)", "    total += 2", "    for x in xs:")
     # Two extra candidates are tried while none repairs the buffer; the third does.
     assert CompletionPipeline(backend, settings).complete(at(text, offset)).text == (
@@ -207,7 +207,5 @@ def test_a_candidate_that_makes_the_buffer_parse_is_preferred() -> None:
     assert plain.complete(at(text, offset)).text == "    print(xs)"
     capped = replace(settings, extra_candidates=1)
     backend = answers("    print(xs)", "    total += 2", "    for x in xs:")
-    assert CompletionPipeline(backend, capped).complete(at(text, offset)).text == (
-        "    print(xs)"
-    )
+    assert CompletionPipeline(backend, capped).complete(at(text, offset)).text == ("    print(xs)")
     assert len(backend.requests) == 2

@@ -21,6 +21,7 @@ from bench.evaluation.runner import (
     pipeline_for,
     run_all,
     summarize,
+    with_lever,
     without_lever,
 )
 from bench.evaluation.verification import VerificationStudy, study
@@ -118,7 +119,12 @@ class EvalRun:
 
 
 def variants_for(
-    candidates: int, *, ablate: bool, without: Sequence[str], repository: bool = True
+    candidates: int,
+    *,
+    ablate: bool,
+    without: Sequence[str],
+    repository: bool = True,
+    with_: Sequence[str] = (),
 ) -> list[Variant]:
     """The rows to run: the default pipeline, or the ablations, plus one row per lever off.
 
@@ -127,7 +133,12 @@ def variants_for(
     base = [default_variant(candidates)]
     if ablate:
         base = [v for v in ablations(candidates) if repository or v.name != "+ repository context"]
-    return base + [without_lever(default_variant(candidates), lever) for lever in without]
+    default = default_variant(candidates)
+    return (
+        base
+        + [without_lever(default, lever) for lever in without]
+        + [with_lever(default, lever) for lever in with_]
+    )
 
 
 def _jobs(

@@ -25,7 +25,8 @@ from model.sandbox import SandboxLimits, run_python
 
 logger = logging.getLogger(__name__)
 
-# The pipeline's quality levers (PipelineSettings flags); "everything" has them all on.
+# The pipeline's quality levers: PipelineSettings flags, and unused_imports (a context
+# option of the index); the default pipeline has those on whose default is on.
 LEVERS = (
     "line_start",
     "code_over_comment",
@@ -35,6 +36,11 @@ LEVERS = (
     "suffix_body",
     "suffix_syntax",
     "snippet_heads",
+)
+
+
+DEFAULT_LEVERS = frozenset(
+    lever for lever in LEVERS if getattr(PipelineSettings(), lever, True) is True
 )
 
 
@@ -50,12 +56,12 @@ class Variant:
 
 
 def ablations(candidates: int) -> list[Variant]:
-    """Raw model; + repository context; + candidates and verification; everything."""
+    """Raw model; + repository context; + candidates and verification; the default."""
     return [
         Variant("raw model", context=False, verify=False, candidates=1),
         Variant("+ repository context", context=True, verify=False, candidates=1),
         Variant("+ candidates and verification", True, True, candidates),
-        Variant("everything (default)", True, True, candidates, frozenset(LEVERS)),
+        Variant("default pipeline", True, True, candidates, DEFAULT_LEVERS),
     ]
 
 
@@ -66,9 +72,19 @@ def default_variant(candidates: int) -> Variant:
 
 def without_lever(variant: Variant, lever: str) -> Variant:
     """``variant`` with one lever switched off (to measure what it adds)."""
+    _known(lever)
+    return replace(variant, name=f"{variant.name} - {lever}", levers=variant.levers - {lever})
+
+
+def with_lever(variant: Variant, lever: str) -> Variant:
+    """``variant`` with one lever switched on (one that is off by default)."""
+    _known(lever)
+    return replace(variant, name=f"{variant.name} + {lever}", levers=variant.levers | {lever})
+
+
+def _known(lever: str) -> None:
     if lever not in LEVERS:
         raise ValueError(f"unknown lever {lever!r}; choose from {', '.join(LEVERS)}")
-    return replace(variant, name=f"{variant.name} - {lever}", levers=variant.levers - {lever})
 
 
 @dataclass

@@ -33,11 +33,13 @@ def test_variants() -> None:
         "raw model",
         "+ repository context",
         "+ candidates and verification",
-        "everything (default)",
-        "everything (default) - line_start",
+        "default pipeline",
+        "default pipeline - line_start",
     ]
     with pytest.raises(ValueError):
         variants_for(2, ablate=False, without=["nope"])
+    on = variants_for(2, ablate=False, without=[], with_=["suffix_names"])[-1]
+    assert on.name == "default pipeline + suffix_names" and "suffix_names" in on.levers
 
 
 def _answering(canonical: bool):
@@ -76,8 +78,8 @@ def test_the_right_answers_pass_and_wrong_ones_fail() -> None:
     good, bad = rows
     assert good.summary.pass_at_1 == 1.0 and good.summary.exact == 1.0
     assert bad.summary.pass_at_1 == 0.0 and bad.summary.empty == 1.0
-    assert "| good | everything (default) | empty | 6 | 1.00 | 1.00 |" in table(rows)
-    assert "| bad | everything (default) | empty | 0.00x | 0.00x |" in ratios(rows)
+    assert "| good | default pipeline | empty | 6 | 1.00 | 1.00 |" in table(rows)
+    assert "| bad | default pipeline | empty | 0.00x | 0.00x |" in ratios(rows)
 
 
 @pytest.mark.model
