@@ -248,10 +248,11 @@ class CompletionPipeline:
         )
         stages.mark("prompt")
         max_tokens = settings.max_tokens_multiline if plan.multiline else settings.max_tokens
-        attempts = max(1, settings.candidates)
-        attempt = -1
-        while attempt + 1 < attempts:
-            attempt += 1
+        verdict = "accept" if self.verifier else "unchecked"
+        attempts = max(1, settings.candidates)  # grows while candidates are only held
+        for attempt in itertools.count():
+            if attempt >= attempts:
+                break
             if cancel is not None and cancel.cancelled:
                 outcome.usage.finish_reason = "cancelled"
                 break
@@ -278,7 +279,7 @@ class CompletionPipeline:
             outcome.add_usage(stream.usage, raw)
             if early is not None:
                 outcome.usage.finish_reason = "deadline"  # stopped by the budget, not the user
-                outcome.accept(early, "accept" if self.verifier else "unchecked", outcome.unchecked)
+                outcome.accept(early, verdict, outcome.unchecked)
                 break
             if stream.usage.finish_reason == "cancelled":
                 break
@@ -294,10 +295,10 @@ class CompletionPipeline:
                 if attempts < settings.candidates + settings.extra_candidates:
                     attempts += 1
                 continue
-            outcome.accept(form, "accept" if self.verifier else "unchecked", outcome.unchecked)
+            outcome.accept(form, verdict, outcome.unchecked)
             break
         # No candidate did what the code below asks: the first verified one all the same.
-        outcome.accept_held("accept" if self.verifier else "unchecked")
+        outcome.accept_held(verdict)
         return built
 
     def _consume(

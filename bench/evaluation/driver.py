@@ -25,6 +25,7 @@ from bench.evaluation.runner import (
     without_lever,
 )
 from bench.evaluation.verification import VerificationStudy, study
+from lsp.pipeline_types import PipelineSettings
 from model.api import Backend
 from model.factory import BackendSettings, create_backend
 from model.holes import LINE_PLACEMENTS, HoleTask, Placement, placements_for
@@ -203,15 +204,12 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
 
 def _run_models(
     options: EvalOptions,
-    base: object,
+    base: PipelineSettings,
     tasks: Sequence[HoleTask],
     workspace: Workspace,
     out: EvalRun,
     progress: Progress | None,
 ) -> None:
-    from lsp.pipeline import PipelineSettings
-
-    assert isinstance(base, PipelineSettings)
     jobs = _jobs(tasks, options.placements)
     for spec in options.models:
         backend = options.backend_factory(spec.settings)
