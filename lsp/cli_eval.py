@@ -72,6 +72,12 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         metavar="LEVER",
         help="add a row of the default pipeline with this lever on (one that is off by default)",
     )
+    parser.add_argument(
+        "--heldout-of",
+        metavar="DATASET",
+        help="repo: cut holes only from the files this `apprentice distill` dataset held "
+        "out (a student tuned on the repository is measured on code it never saw)",
+    )
     parser.add_argument("--kinds", help="repo task kinds, comma-separated (default: all)")
     parser.add_argument(
         "--cross-file-only", action="store_true", help="repo tasks needing another file only"
@@ -127,6 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ),
         repo=Path(args.repo) if args.repo else None,
         package=args.package,
+        heldout_of=Path(args.heldout_of) if args.heldout_of else None,
         kinds=tuple(args.kinds.split(",")) if args.kinds else (),
         cross_file_only=args.cross_file_only,
         embed=not args.no_embed,

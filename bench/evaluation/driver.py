@@ -27,6 +27,7 @@ from bench.evaluation.runner import (
 from bench.evaluation.verification import VerificationStudy, study
 from lsp.pipeline_types import PipelineSettings
 from model.api import Backend
+from model.distill.dataset import heldout_paths
 from model.factory import BackendSettings, create_backend
 from model.holes import LINE_PLACEMENTS, HoleTask, Placement, placements_for
 from model.sandbox import SandboxLimits
@@ -75,6 +76,8 @@ class EvalOptions:
     variants: Sequence[Variant] = ()
     repo: Path | None = None
     package: str | None = None  # --suite repo on an installed package's source
+    # --suite repo: cut holes only from the files this distilled dataset held out.
+    heldout_of: Path | None = None
     kinds: Sequence[str] = ()
     cross_file_only: bool = False
     embed: bool = True
@@ -188,6 +191,7 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
                 kinds=options.kinds or KINDS,
                 cross_file_only=options.cross_file_only,
                 embed=options.embed,
+                only_paths=heldout_paths(options.heldout_of) if options.heldout_of else None,
             )
             tasks, workspace = suite.tasks, suite.workspace
         else:

@@ -12,7 +12,7 @@ import logging
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,8 +85,13 @@ def prepare(
     kinds: Sequence[str],
     cross_file_only: bool = False,
     embed: bool = True,
+    only_paths: Collection[str] | None = None,
 ) -> RepoSuite:
-    """Cut tasks from the repository at ``root`` and index a masked copy of it."""
+    """Cut tasks from the repository at ``root`` and index a masked copy of it.
+
+    ``only_paths`` (repository-relative) limits where holes are cut, e.g. to the files a
+    training dataset held out; every file is still indexed for context.
+    """
     from indexer.index import IndexSettings, RepositoryIndex
     from indexer.retrieval import Retriever
     from indexer.walk import walk_repository
@@ -96,7 +101,17 @@ def prepare(
     sources = repository_files(root)
     if not sources:
         raise ValueError(f"{root} has no Python files to cut tasks from")
-    tasks = cut_tasks(sources, kinds=kinds, limit=limit, seed=seed, cross_file_only=cross_file_only)
+    cut_from = sources
+    if only_paths is not None:
+        wanted = set(only_paths)
+        cut_from = [source for source in sources if source.path in wanted]
+        if not cut_from:
+            raise ValueError(
+                f"none of the {len(wanted)} files asked for are Python files of {root}"
+            )
+    tasks = cut_tasks(
+        cut_from, kinds=kinds, limit=limit, seed=seed, cross_file_only=cross_file_only
+    )
     if not tasks:
         raise ValueError(f"no tasks of kinds {', '.join(kinds)} found in {root}")
     scratch = Path(tempfile.mkdtemp(prefix="apprentice-eval-"))
@@ -125,5 +140,5 @@ def prepare(
         plain_context=index_context(retriever, semantic=embed, unused_imports=False),
         known_symbols=lambda dotted: retriever.lookup(dotted).found,
     )
-    logger.info("%d tasks from %d files of %s", len(tasks), len(sources), root)
+    logger.info("%d tasks from %d of %d files of %s", len(tasks), len(cut_from), len(sources), root)
     return RepoSuite(tasks, workspace, copy, len(sources), index)

@@ -174,6 +174,24 @@ def read_jsonl(path: Path) -> list[Example]:
     return examples
 
 
+def heldout_paths(directory: Path) -> set[str]:
+    """The repository-relative paths of the files a dataset held out (its card lists them
+    as ``REPO/PATH``): where a student's repository tasks are measured on unseen code."""
+    card_path = Path(directory) / CARD_JSON
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(
+            f"{directory} has no {CARD_JSON}: not a finished `apprentice distill` dataset"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read {card_path}: {error}") from None
+    listed = card.get("heldout_files") if isinstance(card, dict) else None
+    if not isinstance(listed, list) or not listed:
+        raise DatasetError(f"{card_path} lists no held-out files (was it made with --heldout 0?)")
+    return {str(name).split("/", 1)[1] for name in listed if "/" in str(name)}
+
+
 def load_dataset(directory: Path) -> tuple[dict[str, Any], list[Example], list[Example]]:
     """A dataset directory's card, training and held-out examples; checked for use."""
     directory = Path(directory)
