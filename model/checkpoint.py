@@ -205,15 +205,17 @@ def describe_checkpoint(directory: Path, policy: Policy = OPEN_POLICY) -> dict[s
     manifest, raw = load_manifest(directory)
     problem: str | None = None
     signature: Signature | None = None
+    base_path = directory / manifest.base.file
     try:
-        signature = verify_checkpoint(directory, policy).signature
+        report = verify_checkpoint(directory, policy)
+        signature, base_path = report.signature, report.base_path
     except CheckpointError as error:
         problem = str(error)
         with contextlib.suppress(CheckpointError):
             signature = check_signature(directory, raw, policy.trusted)
     base: dict[str, object] | str
     try:
-        base = describe(read_gguf(directory / manifest.base.file))
+        base = describe(read_gguf(base_path))
     except ModelError as error:
         base = str(error)
     return {
@@ -265,7 +267,7 @@ def load_checkpoint(
         else ", unsigned",
     )
     return ResolvedModel(
-        gguf=report.directory / manifest.base.file,
+        gguf=report.base_path,
         loras=tuple(Lora(report.directory / a.file, a.scale) for a in manifest.adapters),
         fim=declared_template(manifest),
         fim_declared=True,

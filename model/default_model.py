@@ -217,6 +217,14 @@ def ensure_default_model(cache_dir: Path | None = None) -> Path:
     return target
 
 
+def embedded_sha256() -> str | None:
+    """The embedded model's sha256 (None when its package is not installed)."""
+    try:
+        return str(_import_package().EXPECTED_SHA256).lower()
+    except ModelError:
+        return None
+
+
 def resolve_model_path(path: str | None) -> Path:
     """The model to load: the user's GGUF (checked) or, when none is given, the default."""
     if not path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from model.api import ModelError
-from model.default_model import default_cache_dir, sha256_file
+from model.default_model import default_cache_dir, embedded_sha256, sha256_file
 from model.fim import all_markers, family_template
 from model.gguf import GgufInfo, read_gguf
 from model.manifest import (
@@ -139,6 +139,9 @@ class Report:
     signature: Signature | None
     base: GgufInfo
     checks: tuple[str, ...]
+    # The base GGUF: in the checkpoint, or the embedded model when the checkpoint leaves
+    # out a base that is the embedded one (a shipped student is its adapter alone).
+    base_path: Path
 
 
 def verify_checkpoint(
@@ -152,13 +155,18 @@ def verify_checkpoint(
     _apply_policy(directory, signature, policy)
     checks.append("signature" if signature else "unsigned")
     cache = cache or default_hash_cache()
+    base_path = _embedded_base(directory, manifest.base)
     for entry in manifest.files():
+        if entry is manifest.base and base_path is not None:
+            checks.append("embedded base")  # verified against its package's sha256
+            continue
         _check_file(directory, entry, cache)
     checks.append("files")
-    base = read_header(directory / manifest.base.file, manifest.fim)
+    base_path = base_path or directory / manifest.base.file
+    base = read_header(base_path, manifest.fim)
     if manifest.architecture and base.architecture != manifest.architecture:
         raise CheckpointError(
-            directory / manifest.base.file,
+            base_path,
             "architecture",
             f"the base is {base.architecture!r}, the manifest says {manifest.architecture!r}",
         )
@@ -167,9 +175,19 @@ def verify_checkpoint(
         _check_adapter(directory, adapter, manifest.base, base)
     if manifest.adapters:
         checks.append("adapters")
-    _check_fim(directory / manifest.base.file, manifest.fim, base)
+    _check_fim(base_path, manifest.fim, base)
     checks.append("fim")
-    return Report(directory, manifest, manifest_digest(raw), signature, base, tuple(checks))
+    digest = manifest_digest(raw)
+    return Report(directory, manifest, digest, signature, base, tuple(checks), base_path)
+
+
+def _embedded_base(directory: Path, entry: FileEntry) -> Path | None:
+    """The embedded model, when the checkpoint leaves out its base and that base is it."""
+    if (directory / entry.file).exists() or entry.sha256 != embedded_sha256():
+        return None
+    from model.default_model import ensure_default_model
+
+    return ensure_default_model()
 
 
 def _apply_policy(directory: Path, signature: Signature | None, policy: Policy) -> None:

@@ -485,3 +485,32 @@ def test_a_model_where_an_adapter_belongs_is_refused(
     swap_adapter(directory, adapter.name, base)  # a whole model, not a LoRA
     error = refusal(directory, cache)
     assert error.check == "adapter type" and error.file.endswith(adapter.name)
+
+
+# -- a checkpoint that leaves out the embedded base ---------------------------------------------
+
+
+def test_a_checkpoint_without_its_base_uses_the_embedded_model_when_that_is_the_base(
+    tmp_path: Path, base: Path, adapter: Path, cache: HashCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model.default_model as default_model
+    import model.verification as verification
+    from model.default_model import sha256_file
+
+    directory = pack(tmp_path, base, adapter, link=False)
+    (directory / "base.gguf").unlink()  # a shipped student: its adapter and manifest alone
+    assert refusal(directory, cache).check == "presence"  # the base is not the embedded one
+
+    embedded = tmp_path / "embedded" / "model.gguf"
+    embedded.parent.mkdir()
+    embedded.write_bytes(base.read_bytes())
+    monkeypatch.setattr(verification, "embedded_sha256", lambda: sha256_file(base))
+    monkeypatch.setattr(default_model, "ensure_default_model", lambda: embedded)
+    report = verify_checkpoint(directory, cache=cache)
+    assert "embedded base" in report.checks and report.base_path == embedded
+    resolved = load_checkpoint(directory, cache=cache)
+    assert resolved.gguf == embedded and resolved.loras[0].path == directory / adapter.name
+    assert describe_checkpoint(directory)["verified"] is True
+
+    (directory / adapter.name).write_bytes(b"GGUF" + bytes(64))  # the adapter is still checked
+    assert refusal(directory, cache).check in {"size", "sha256"}
