@@ -38,7 +38,7 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="[LABEL=]default | MODEL.gguf | BASE.gguf+LORA.gguf | CHECKPOINT_DIR | "
+        help="[LABEL=]default | base | student | MODEL.gguf | BASE.gguf+LORA.gguf | CHECKPOINT_DIR | "
         "NAME[@VERSION] | http(s)://host:port/v1[#model]; repeat to compare (ratios are "
         "to the first)",
     )

@@ -37,7 +37,8 @@ DEFAULT_LANGUAGES = (
 class ModelSettings:
     """Which model answers: the embedded default, a checkpoint, a GGUF (plus LoRA), or a remote.
 
-    ``path`` names a GGUF, a checkpoint directory or an installed ``NAME[@VERSION]``. With
+    ``path`` names a GGUF, a checkpoint directory, an installed ``NAME[@VERSION]``, ``base``
+    (the embedded model alone) or ``student`` (the shipped student on it). With
     ``require_signature``, only checkpoints signed by one of ``trusted_keys`` (``.pub`` paths
     or key lines) load; a signature that does not match its manifest is refused always.
     """

@@ -1,8 +1,10 @@
 """Resolve what ``--model`` / ``model.path`` names into verified files to load.
 
 ``resolve_model`` is the one entry point for callers (server, CLI, evaluation): a checkpoint
-directory, an installed ``NAME[@VERSION]``, a bare GGUF (loaded, logged as unverified) or
-nothing (the embedded model). The checks themselves live in ``model.verification``.
+directory, an installed ``NAME[@VERSION]``, a bare GGUF (loaded, logged as unverified),
+``base`` (the embedded model alone), ``student`` (the student shipped in ``model/student``:
+its adapter on the embedded model) or nothing (the default: whichever of the two
+``apprentice eval`` showed is better). The checks themselves live in ``model.verification``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from model.api import ModelError, ModelNotFoundError
 from model.default_model import ensure_default_model
 from model.fim import FimTemplate, family_template
 from model.gguf import read_gguf, validate_gguf
-from model.manifest import CheckpointError, Manifest, load_manifest, manifest_digest
+from model.manifest import (
+    MANIFEST_NAME,
+    CheckpointError,
+    Manifest,
+    load_manifest,
+    manifest_digest,
+)
 from model.signing import Signature, check_signature
 from model.verification import (
     OPEN_POLICY,
@@ -49,6 +57,15 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# The student that ships with the package (``make student``): an adapter and its manifest,
+# bound to the embedded model, which the checkpoint leaves out.
+SHIPPED_STUDENT = Path(__file__).resolve().parent / "student"
+BASE_SPEC = "base"
+STUDENT_SPEC = "student"
+# The default is the shipped student only where it beats the base through the whole
+# pipeline (README, "Quality"); otherwise the embedded base.
+DEFAULT_IS_STUDENT = False
 
 
 @dataclass(frozen=True)
@@ -165,7 +182,16 @@ def _resolve(
     spec: str | None, policy: Policy, cache: HashCache | None, data_dir: Path | None
 ) -> ResolvedModel:
     if not spec:
+        spec = STUDENT_SPEC if DEFAULT_IS_STUDENT else BASE_SPEC
+    if spec == BASE_SPEC:
         return ResolvedModel(gguf=ensure_default_model(), verified=True, source="embedded")
+    if spec == STUDENT_SPEC:
+        if not (SHIPPED_STUDENT / MANIFEST_NAME).is_file():
+            raise ModelNotFoundError(
+                f"no student ships with this installation ({SHIPPED_STUDENT} has no "
+                f"{MANIFEST_NAME}; `make student` trains one)"
+            )
+        return load_checkpoint(SHIPPED_STUDENT, policy, cache=cache)
     path = Path(spec).expanduser()
     if path.is_dir():
         return load_checkpoint(path, policy, cache=cache)

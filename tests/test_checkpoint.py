@@ -514,3 +514,22 @@ def test_a_checkpoint_without_its_base_uses_the_embedded_model_when_that_is_the_
 
     (directory / adapter.name).write_bytes(b"GGUF" + bytes(64))  # the adapter is still checked
     assert refusal(directory, cache).check in {"size", "sha256"}
+
+
+def test_base_student_and_the_default_name_the_shipped_models(
+    tmp_path: Path, base: Path, adapter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "ensure_default_model", lambda: base)
+    monkeypatch.setattr(checkpoint, "SHIPPED_STUDENT", tmp_path / "nothing-shipped")
+    with pytest.raises(ModelNotFoundError, match="make student"):
+        resolve_model("student")
+    monkeypatch.setattr(checkpoint, "SHIPPED_STUDENT", pack(tmp_path, base, adapter))
+    student = resolve_model("student")
+    assert student.source == "checkpoint" and student.loras
+    assert resolve_model("base").source == "embedded" and not resolve_model("base").loras
+    monkeypatch.setattr(checkpoint, "DEFAULT_IS_STUDENT", False)
+    assert resolve_model(None).source == "embedded"
+    monkeypatch.setattr(checkpoint, "DEFAULT_IS_STUDENT", True)
+    assert resolve_model(None).loras == student.loras

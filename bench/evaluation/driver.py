@@ -56,7 +56,7 @@ def parse_model(spec: str, *, n_threads: int | None, n_ctx: int = 4096) -> Model
         settings = replace(settings, remote_url=url, remote_model=remote_model or None)
         label = label or remote_model or url
     elif target == "default":
-        label = label or "embedded"
+        label = label or "default"
     else:
         base, _, lora = target.partition("+")
         settings = replace(settings, model_path=base, lora_path=lora or None)

@@ -16,7 +16,7 @@ from model.fake import FakeBackend
 
 
 def test_model_specs() -> None:
-    assert parse_model("default", n_threads=1).label == "embedded"
+    assert parse_model("default", n_threads=1).label == "default"
     spec = parse_model("base.gguf+adapter.gguf", n_threads=1)
     assert spec.settings.model_path == "base.gguf"
     assert spec.settings.lora_path == "adapter.gguf"
