@@ -19,7 +19,7 @@ from model.train.export import adapter_tensors, write_adapter_gguf  # noqa: E402
 from model.train.fimformat import Tokens, encode  # noqa: E402
 from model.train.loop import TrainSettings, attach_lora, train_lora  # noqa: E402
 from model.train.run import check_base_fits  # noqa: E402
-from model.train.state import STEPS_DIR, completed_steps, lora_parameters  # noqa: E402
+from model.train.state import STEPS_DIR, completed_steps, latest_step, lora_parameters  # noqa: E402
 
 MARKERS = {"<unused0>": 6, "<unused1>": 7, "<unused2>": 8}
 
@@ -176,6 +176,10 @@ def test_a_finished_run_started_again_reports_its_loss(tmp_path: Path) -> None:
     _, again = run(tmp_path / "done", settings(steps=2))
     assert again.resumed_from == 2 and again.train_loss == pytest.approx(first.train_loss)
     json.dumps(again.train_loss, allow_nan=False)
+    # The time and tokens of the sessions before count: a resumed run reports the whole run.
+    assert again.tokens == first.tokens > 0
+    found = latest_step(tmp_path / "done")
+    assert found is not None and again.seconds >= found[1]["seconds"] > 0
 
 
 def test_resuming_another_run_is_refused(tmp_path: Path) -> None:
@@ -219,6 +223,8 @@ def test_export_names_and_values(tmp_path: Path) -> None:
     assert set(stored) == set(out)
     import numpy as np
 
+    assert b.dtype == np.float16  # half the size; llama.cpp's own adapters are f16
+    assert stored["blk.1.attn_q.weight.lora_b"].tensor_type == gguf.GGMLQuantizationType.F16
     got = np.asarray(stored["blk.1.attn_q.weight.lora_b"].data).reshape(32, 4)
     assert np.array_equal(got, b)
 

@@ -26,7 +26,12 @@ _PEFT_NAME = re.compile(r"(?:.*?\.)?(model\.layers\.\d+\.[\w.]+?)\.lora_([AB])(?
 
 
 def adapter_tensors(lora: dict[str, Any], base: BaseModel) -> dict[str, Any]:
-    """peft's LoRA tensors renamed to llama.cpp's adapter names, as float32 numpy arrays."""
+    """peft's LoRA tensors renamed to llama.cpp's adapter names, as float16 numpy arrays.
+
+    Half precision halves the shipped file (r=16 on every projection of Gemma 3 270M:
+    7.6 MB instead of 15.2 MB); llama.cpp computes with it as with its own f16 adapters, and
+    the export gate (``model.train.agree``) checks the result against the torch model.
+    """
     import gguf
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, base.blocks)
@@ -39,7 +44,7 @@ def adapter_tensors(lora: dict[str, Any], base: BaseModel) -> dict[str, Any]:
         target = names.get_name(module)
         if target is None:
             raise TrainingError(f"no llama.cpp tensor for {module}")
-        array = tensor.detach().to("cpu").float().contiguous().numpy()
+        array = tensor.detach().to("cpu").half().contiguous().numpy()
         out[f"{target}.weight.lora_{factor.lower()}"] = array
     for key in out:
         pair = key[:-1] + ("b" if key.endswith("a") else "a")

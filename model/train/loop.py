@@ -89,8 +89,8 @@ class TrainResult:
     train_loss: float
     heldout_loss_before: float | None
     heldout_loss_after: float | None
-    seconds: float
-    tokens: int
+    seconds: float  # training time over every session of the run, resumed ones included
+    tokens: int  # tokens trained on, likewise
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -192,7 +192,7 @@ def train_lora(
     params = lora_parameters(peft_model)
     names = {id(p): name for name, p in params.items()}
     optimizer = torch.optim.AdamW(params.values(), lr=settings.learning_rate, weight_decay=0.0)
-    start, log, before = _resume(out, peft_model, optimizer, names, run_identity)
+    start, log, before, spent = _resume(out, peft_model, optimizer, names, run_identity)
     if start == 0:
         before = heldout_loss(peft_model, tokens, heldout, settings)
         if before is not None:
@@ -245,7 +245,8 @@ def train_lora(
                 )
             )
         if done % settings.save_every == 0 or done == settings.steps:
-            _save(out, done, params, optimizer, names, run_identity, log, before)
+            total = (spent[0] + time.monotonic() - started, spent[1] + tokens_seen)
+            _save(out, done, params, optimizer, names, run_identity, log, before, total)
     peft_model.eval()
     after = heldout_loss(peft_model, tokens, heldout, settings)
     if not recent:  # a finished run started again: its loss is in the saved log
@@ -257,8 +258,8 @@ def train_lora(
         train_loss=train_loss,
         heldout_loss_before=before,
         heldout_loss_after=after,
-        seconds=time.monotonic() - started,
-        tokens=tokens_seen,
+        seconds=spent[0] + time.monotonic() - started,
+        tokens=spent[1] + tokens_seen,
         log=log,
     )
 
@@ -272,8 +273,16 @@ def _save(
     identity: dict[str, Any],
     log: list[dict[str, Any]],
     before: float | None,
+    spent: tuple[float, int],
 ) -> None:
-    state = {"step": step, "run": identity, "log": log, "heldout_loss_before": before}
+    state = {
+        "step": step,
+        "run": identity,
+        "log": log,
+        "heldout_loss_before": before,
+        "seconds": round(spent[0], 1),
+        "tokens": spent[1],
+    }
     save_step(out, step, params, optimizer_tensors(optimizer, names), state)
     logger.info("saved step %d", step)
 
@@ -284,13 +293,14 @@ def _resume(
     optimizer: Any,
     names: dict[int, str],
     identity: dict[str, Any],
-) -> tuple[int, list[dict[str, Any]], float | None]:
-    """Load the newest step checkpoint of this run: (its step, its log, loss before)."""
+) -> tuple[int, list[dict[str, Any]], float | None, tuple[float, int]]:
+    """The newest step checkpoint of this run, loaded: (its step, its log, the held-out loss
+    before training, (seconds, tokens) trained so far)."""
     import torch
 
     found = latest_step(out)
     if found is None:
-        return 0, [], None
+        return 0, [], None, (0.0, 0)
     path, state = found
     if state.get("run") != identity:
         raise TrainingError(
@@ -309,4 +319,5 @@ def _resume(
     logger.info("resuming from %s (step %d)", path.name, step)
     log = list(state.get("log", []))
     before = state.get("heldout_loss_before")
-    return step, log, before if isinstance(before, float) else None
+    spent = (float(state.get("seconds", 0.0)), int(state.get("tokens", 0)))
+    return step, log, before if isinstance(before, float) else None, spent
