@@ -38,9 +38,9 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="[LABEL=]default | base | student | MODEL.gguf | BASE.gguf+LORA.gguf | CHECKPOINT_DIR | "
-        "NAME[@VERSION] | http(s)://host:port/v1[#model]; repeat to compare (ratios are "
-        "to the first)",
+        help="[LABEL=]default | base | student | MODEL.gguf | BASE.gguf+LORA.gguf | "
+        "CHECKPOINT_DIR | NAME[@VERSION] | http(s)://host:port/v1[#model]; repeat to "
+        "compare (ratios are to the first)",
     )
     parser.add_argument("--limit", type=int, default=150, help="tasks (default 150; 0: all)")
     parser.add_argument("--seed", type=int, default=0, help="task sampling seed (default 0)")
@@ -77,6 +77,13 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         metavar="DATASET",
         help="repo: cut holes only from the files this `apprentice distill` dataset held "
         "out (a student tuned on the repository is measured on code it never saw)",
+    )
+    parser.add_argument(
+        "--holes-per-file",
+        type=int,
+        default=2,
+        metavar="N",
+        help="repo: holes cut from one file at most (default 2; more for a few held-out files)",
     )
     parser.add_argument("--kinds", help="repo task kinds, comma-separated (default: all)")
     parser.add_argument(
@@ -134,6 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         repo=Path(args.repo) if args.repo else None,
         package=args.package,
         heldout_of=Path(args.heldout_of) if args.heldout_of else None,
+        holes_per_file=args.holes_per_file,
         kinds=tuple(args.kinds.split(",")) if args.kinds else (),
         cross_file_only=args.cross_file_only,
         embed=not args.no_embed,

@@ -78,6 +78,7 @@ class EvalOptions:
     package: str | None = None  # --suite repo on an installed package's source
     # --suite repo: cut holes only from the files this distilled dataset held out.
     heldout_of: Path | None = None
+    holes_per_file: int = 2
     kinds: Sequence[str] = ()
     cross_file_only: bool = False
     embed: bool = True
@@ -192,6 +193,7 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
                 cross_file_only=options.cross_file_only,
                 embed=options.embed,
                 only_paths=heldout_paths(options.heldout_of) if options.heldout_of else None,
+                per_file=options.holes_per_file,
             )
             tasks, workspace = suite.tasks, suite.workspace
         else:

@@ -86,6 +86,7 @@ def prepare(
     cross_file_only: bool = False,
     embed: bool = True,
     only_paths: Collection[str] | None = None,
+    per_file: int = 2,
 ) -> RepoSuite:
     """Cut tasks from the repository at ``root`` and index a masked copy of it.
 
@@ -110,7 +111,12 @@ def prepare(
                 f"none of the {len(wanted)} files asked for are Python files of {root}"
             )
     tasks = cut_tasks(
-        cut_from, kinds=kinds, limit=limit, seed=seed, cross_file_only=cross_file_only
+        cut_from,
+        kinds=kinds,
+        limit=limit,
+        seed=seed,
+        per_file=per_file,
+        cross_file_only=cross_file_only,
     )
     if not tasks:
         raise ValueError(f"no tasks of kinds {', '.join(kinds)} found in {root}")

@@ -41,8 +41,22 @@ def test_holes_come_only_from_held_out_files_and_the_rest_is_still_context(
     try:
         assert suite.tasks and {t.path for t in suite.tasks} == {"shop/cart.py"}
         assert suite.files == 4  # every file is indexed, holes come from one
+        assert len(suite.tasks) <= 2  # two holes a file unless asked for more
     finally:
         suite.close()
+    more = prepare(
+        repo,
+        limit=None,
+        seed=0,
+        kinds=("line",),
+        embed=False,
+        only_paths={"shop/cart.py"},
+        per_file=6,
+    )
+    try:
+        assert len(more.tasks) > 2 and {t.path for t in more.tasks} == {"shop/cart.py"}
+    finally:
+        more.close()
 
 
 def test_a_dataset_that_names_none_of_the_repository_files_is_an_error(tmp_path: Path) -> None:
