@@ -387,6 +387,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("apprentice: interrupted")
         return 1
+    except BrokenPipeError:
+        # The reader went away (`apprentice model info | head`): nothing left to say to it.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:
         logger.debug("internal error", exc_info=True)
         _say(f"apprentice: internal error: {type(error).__name__}: {error}")

@@ -117,10 +117,13 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
 
 
 def _checkpoint_dir(spec: str) -> Path | None:
-    """The checkpoint directory ``spec`` names (a directory or an installed name), else None."""
-    from model.checkpoint import looks_like_name
+    """The checkpoint directory ``spec`` names (a directory, ``student`` for the shipped
+    student, or an installed name), else None."""
+    from model.checkpoint import SHIPPED_STUDENT, STUDENT_SPEC, looks_like_name
     from model.install import find_installed
 
+    if spec == STUDENT_SPEC:
+        return SHIPPED_STUDENT
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
@@ -131,16 +134,17 @@ def _checkpoint_dir(spec: str) -> Path | None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``apprentice model info [PATH]``: a GGUF's header, or a checkpoint's identity as well."""
-    from model.checkpoint import describe_checkpoint
+    from model.checkpoint import BASE_SPEC, describe_checkpoint
     from model.default_model import resolve_model_path
     from model.fim import all_markers
     from model.gguf import describe, read_gguf
 
-    directory = _checkpoint_dir(args.path) if args.path else None
+    spec = None if args.path == BASE_SPEC else args.path
+    directory = _checkpoint_dir(spec) if spec else None
     if directory is not None:
         data = describe_checkpoint(directory, _policy(args.trust))
     else:
-        data = describe(read_gguf(resolve_model_path(args.path), markers=all_markers()))
+        data = describe(read_gguf(resolve_model_path(spec), markers=all_markers()))
     if args.json:
         _print_json(data)
         return 0

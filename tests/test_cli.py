@@ -107,6 +107,31 @@ def test_model_info_json(gemma_path: Path) -> None:
     assert data["context_length"] > 0
 
 
+def test_model_info_names_the_shipped_student_and_the_base(gemma_path: Path) -> None:
+    student = apprentice("model", "info", "student", "--json")
+    assert student.returncode == 0, student.stderr
+    data = json.loads(student.stdout)
+    assert data["verified"] is True and data["fim"] == "apprentice-gemma3"
+    assert data["base"]["architecture"] == "gemma3"  # the embedded model, left out of the dir
+    base = apprentice("model", "info", "base", "--json")
+    assert base.returncode == 0, base.stderr
+    assert json.loads(base.stdout)["fim"] is False
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(gemma_path: Path) -> None:
+    """`apprentice model info | head -1`: the pipe closes before the output is written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsp.cli", "model", "info", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the command has imported anything, let alone printed
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "internal error" not in err, err
+
+
 def test_position_outside_the_file() -> None:
     result = apprentice("complete", str(CONFIG), "--line", "400", "--col", "0")
     assert_one_line_error(result, "past the end of the file")
