@@ -125,7 +125,9 @@ bench: $(STAMP)
 # (PSF licence) held out by file: distill (ground truth only) and train on this machine's
 # CPU (STUDENT_DEVICE=cuda on a GPU), then copy the adapter, the dataset card and the
 # training log into model/student/. Work and step checkpoints stay in STUDENT_WORK, so an
-# interrupted run resumes. Hours on a 2-core CPU: run it on purpose, never from CI.
+# interrupted run resumes. About half an hour on a quiet 2-core CPU (1,000 steps: 26 min):
+# run it on purpose, never from CI. `apprentice eval --model base --model student` decides
+# whether it becomes the default (model.checkpoint.DEFAULT_IS_STUDENT).
 STUDENT_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/student-work
 STUDENT_STEPS ?= 1000
 STUDENT_DEVICE ?= cpu
