@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.api import ModelError, ModelNotFoundError
+from model.default_model import embedded_sha256
 from model.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -105,6 +106,14 @@ def list_installed(data_dir: Path | None = None) -> list[Installed]:
     return found
 
 
+def stored_files(manifest: Manifest) -> tuple[FileEntry, ...]:
+    """The files an install holds: all of the checkpoint's but a base that is the embedded
+    model (the checkpoint then loads on the embedded copy; 253 MB not stored twice)."""
+    if manifest.base.sha256 == embedded_sha256():
+        return tuple(manifest.adapters)
+    return manifest.files()
+
+
 def _inspect(name: str, directory: Path) -> Installed:
     """A cheap health check: the manifest parses, names this place, and every file has its size."""
     version = directory.name
@@ -114,7 +123,7 @@ def _inspect(name: str, directory: Path) -> Installed:
             return Installed(
                 name, version, directory, f"the manifest names {manifest.label}", False
             )
-        for entry in manifest.files():
+        for entry in stored_files(manifest):
             path = directory / entry.file
             if not path.is_file():
                 return Installed(name, version, directory, f"{entry.file} is missing")
@@ -267,7 +276,7 @@ def _install(
         (staging / MANIFEST_NAME).write_bytes(raw)
         if signature is not None:
             (staging / SIGNATURE_NAME).write_bytes(signature)
-        for entry in manifest.files():
+        for entry in stored_files(manifest):
             fetcher.fetch(entry, staging / entry.file, root / _DOWNLOADS, progress)
         report = verify_checkpoint(staging, policy, cache=cache)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +285,7 @@ def _install(
             target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, target)
         staging = None
-        for entry in manifest.files():  # hashed in staging: not again at the first load
+        for entry in stored_files(manifest):  # hashed in staging: not again at the first load
             cache.prime(target / entry.file, entry.sha256)
     except OSError as exc:
         if exc.errno in _DISK_FULL:
@@ -432,7 +441,7 @@ class _HttpFetcher(_Fetcher):
 
     def discard_downloads(self, manifest: Manifest, downloads: Path) -> None:
         """After a full disk, partial downloads only take space the user needs back."""
-        for entry in manifest.files():
+        for entry in stored_files(manifest):
             with contextlib.suppress(OSError):
                 (downloads / f"{entry.sha256}.part").unlink()
 
