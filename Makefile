@@ -125,12 +125,14 @@ bench: $(STAMP)
 # (PSF licence) held out by file: distill (ground truth only) and train on this machine's
 # CPU (STUDENT_DEVICE=cuda on a GPU), then copy the adapter, the dataset card and the
 # training log into model/student/. Work and step checkpoints stay in STUDENT_WORK, so an
-# interrupted run resumes. About half an hour on a quiet 2-core CPU (1,000 steps: 26 min):
+# interrupted run resumes. About half an hour on a 2-core CPU (1,000 steps: 22-26 min):
 # run it on purpose, never from CI. `apprentice eval --model base --model student` decides
 # whether it becomes the default (model.checkpoint.DEFAULT_IS_STUDENT).
 STUDENT_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/student-work
 STUDENT_STEPS ?= 1000
 STUDENT_DEVICE ?= cpu
+# One output folder per recipe: a step checkpoint resumes only the run that wrote it.
+STUDENT_RUN = $(STUDENT_WORK)/train-0.2.0
 # The sources are copied out first: an interpreter installed inside a git checkout (pyenv)
 # would otherwise be walked as that checkout, which ignores them.
 student: $(STAMP)
@@ -140,13 +142,13 @@ student: $(STAMP)
 		'turtledemo', 'config-*'))"
 	$(BIN)/apprentice distill $(STUDENT_WORK)/cpython-stdlib -o $(STUDENT_WORK)/dataset \
 		--teacher none --per-file holes=8,fix=0 --heldout 0.1 --seed 0 --licence PSF-2.0 --no-tests
-	$(BIN)/apprentice train $(STUDENT_WORK)/dataset -o $(STUDENT_WORK)/train \
-		--steps $(STUDENT_STEPS) --lr 2e-4 --rank 16 --alpha 32 --max-tokens 256 \
-		--plain-ratio 0.2 --seed 0 --eval-every 200 --device $(STUDENT_DEVICE) \
-		--name apprentice-gemma3-270m-stdlib
+	$(BIN)/apprentice train $(STUDENT_WORK)/dataset -o $(STUDENT_RUN) \
+		--steps $(STUDENT_STEPS) --lr 1e-4 --rank 16 --alpha 32 --max-tokens 256 \
+		--plain-ratio 0.5 --seed 0 --eval-every 500 --device $(STUDENT_DEVICE) \
+		--name apprentice-gemma3-270m-stdlib --version 0.2.0
 	mkdir -p model/student
-	cp $(STUDENT_WORK)/train/adapter.gguf $(STUDENT_WORK)/train/training.json \
-		$(STUDENT_WORK)/train/train_log.jsonl $(STUDENT_WORK)/train/checkpoint/apprentice-model.toml \
+	cp $(STUDENT_RUN)/adapter.gguf $(STUDENT_RUN)/training.json \
+		$(STUDENT_RUN)/train_log.jsonl $(STUDENT_RUN)/checkpoint/apprentice-model.toml \
 		$(STUDENT_WORK)/dataset/CARD.md $(STUDENT_WORK)/dataset/card.json model/student/
 
 clean:
