@@ -280,7 +280,7 @@ def _save(
         "run": identity,
         "log": log,
         "heldout_loss_before": before,
-        "seconds": round(spent[0], 1),
+        "seconds": round(spent[0], 3),
         "tokens": spent[1],
     }
     save_step(out, step, params, optimizer_tensors(optimizer, names), state)
