@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.api import ModelError, ModelNotFoundError
-from model.default_model import embedded_sha256
 from model.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -43,6 +42,7 @@ from model.verification import (
     Policy,
     Report,
     default_hash_cache,
+    is_embedded_base,
     verify_checkpoint,
 )
 
@@ -109,7 +109,7 @@ def list_installed(data_dir: Path | None = None) -> list[Installed]:
 def stored_files(manifest: Manifest) -> tuple[FileEntry, ...]:
     """The files an install holds: all of the checkpoint's but a base that is the embedded
     model (the checkpoint then loads on the embedded copy; 253 MB not stored twice)."""
-    if manifest.base.sha256 == embedded_sha256():
+    if is_embedded_base(manifest.base):
         return tuple(manifest.adapters)
     return manifest.files()
 

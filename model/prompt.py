@@ -172,7 +172,8 @@ def build_prompt(
     instead of nothing.
     """
     repo_layout = template is not None and template.file_sep is not None
-    comment_open, comment_close = comment_syntax(inp.language)
+    comment = comment_syntax(inp.language)
+    comment_open, comment_close = comment
 
     head: tuple[PromptPart, ...] = ()
     head_tokens = 0
@@ -197,13 +198,10 @@ def build_prompt(
         if not snippet.text.strip() or key in seen:
             continue
         seen.add(key)
-        parts, cost = _render_snippet(
-            snippet.path, snippet.text, template, count_tokens, (comment_open, comment_close)
-        )
+        parts, cost = _render_snippet(snippet.path, snippet.text, template, count_tokens, comment)
         pieces.append((snippet, parts, cost))
     snippet_total = sum(cost for _, _, cost in pieces)
 
-    comment_syntax_of = (comment_open, comment_close)
     # Markers of the frame around the snippets (each snippet's own marker is in its cost).
     skeleton = _assemble(template, head, ("x",) if pieces else (), header, "", "")
     markers = sum(1 for part in skeleton if isinstance(part, SpecialToken))
@@ -227,7 +225,7 @@ def build_prompt(
     snippet_tokens = 0
     for snippet, parts, cost in pieces:
         if cost > left and snippet_heads and left >= MIN_SNIPPET_HEAD:
-            parts, cost = _snippet_head(snippet, template, left, count_tokens, comment_syntax_of)
+            parts, cost = _snippet_head(snippet, template, left, count_tokens, comment)
         if cost <= left:
             chosen.extend(parts)
             used.append(snippet.path)

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from model.api import ModelError
-from model.default_model import default_cache_dir, embedded_sha256, sha256_file
+from model.default_model import (
+    default_cache_dir,
+    embedded_sha256,
+    ensure_default_model,
+    sha256_file,
+)
 from model.fim import all_markers, family_template
 from model.gguf import GgufInfo, read_gguf
 from model.manifest import (
@@ -181,12 +186,15 @@ def verify_checkpoint(
     return Report(directory, manifest, digest, signature, base, tuple(checks), base_path)
 
 
+def is_embedded_base(entry: FileEntry) -> bool:
+    """Whether a checkpoint's base is the embedded model (by the package's sha256)."""
+    return entry.sha256 == embedded_sha256()
+
+
 def _embedded_base(directory: Path, entry: FileEntry) -> Path | None:
     """The embedded model, when the checkpoint leaves out its base and that base is it."""
-    if (directory / entry.file).exists() or entry.sha256 != embedded_sha256():
+    if (directory / entry.file).exists() or not is_embedded_base(entry):
         return None
-    from model.default_model import ensure_default_model
-
     return ensure_default_model()
 
 

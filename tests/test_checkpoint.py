@@ -493,7 +493,6 @@ def test_a_model_where_an_adapter_belongs_is_refused(
 def test_a_checkpoint_without_its_base_uses_the_embedded_model_when_that_is_the_base(
     tmp_path: Path, base: Path, adapter: Path, cache: HashCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.default_model as default_model
     import model.verification as verification
     from model.default_model import sha256_file
 
@@ -505,7 +504,7 @@ def test_a_checkpoint_without_its_base_uses_the_embedded_model_when_that_is_the_
     embedded.parent.mkdir()
     embedded.write_bytes(base.read_bytes())
     monkeypatch.setattr(verification, "embedded_sha256", lambda: sha256_file(base))
-    monkeypatch.setattr(default_model, "ensure_default_model", lambda: embedded)
+    monkeypatch.setattr(verification, "ensure_default_model", lambda: embedded)
     report = verify_checkpoint(directory, cache=cache)
     assert "embedded base" in report.checks and report.base_path == embedded
     resolved = load_checkpoint(directory, cache=cache)

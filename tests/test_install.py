@@ -336,16 +336,13 @@ def test_a_full_disk_during_a_download_leaves_nothing_partial(
 def test_a_checkpoint_on_the_embedded_base_installs_without_a_second_copy_of_it(
     checkpoint: Path, data: Path, cache: HashCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.default_model as default_model
-    import model.install as install_module
     import model.verification as verification
     from model.default_model import sha256_file
 
     embedded = checkpoint / "base.gguf"  # stands in for the assembled embedded model
     digest = sha256_file(embedded)
-    monkeypatch.setattr(install_module, "embedded_sha256", lambda: digest)
     monkeypatch.setattr(verification, "embedded_sha256", lambda: digest)
-    monkeypatch.setattr(default_model, "ensure_default_model", lambda: embedded)
+    monkeypatch.setattr(verification, "ensure_default_model", lambda: embedded)
     result = install(str(checkpoint), data_dir=data, cache=cache)
     assert not (result.path / "base.gguf").exists() and (result.path / "team.gguf").is_file()
     assert [i.problem for i in list_installed(data)] == [None]

@@ -174,9 +174,8 @@ def read_jsonl(path: Path) -> list[Example]:
     return examples
 
 
-def heldout_paths(directory: Path) -> set[str]:
-    """The repository-relative paths of the files a dataset held out (its card lists them
-    as ``REPO/PATH``): where a student's repository tasks are measured on unseen code."""
+def read_card(directory: Path) -> Any:
+    """A dataset's ``card.json`` as parsed JSON; DatasetError when missing or unreadable."""
     card_path = Path(directory) / CARD_JSON
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -186,9 +185,18 @@ def heldout_paths(directory: Path) -> set[str]:
         ) from None
     except (OSError, ValueError) as error:
         raise DatasetError(f"cannot read {card_path}: {error}") from None
+    return card
+
+
+def heldout_paths(directory: Path) -> set[str]:
+    """The repository-relative paths of the files a dataset held out (its card lists them
+    as ``REPO/PATH``): where a student's repository tasks are measured on unseen code."""
+    card = read_card(directory)
     listed = card.get("heldout_files") if isinstance(card, dict) else None
     if not isinstance(listed, list) or not listed:
-        raise DatasetError(f"{card_path} lists no held-out files (was it made with --heldout 0?)")
+        raise DatasetError(
+            f"{Path(directory) / CARD_JSON} lists no held-out files (was it made with --heldout 0?)"
+        )
     return {str(name).split("/", 1)[1] for name in listed if "/" in str(name)}
 
 
@@ -197,15 +205,7 @@ def load_dataset(directory: Path) -> tuple[dict[str, Any], list[Example], list[E
     directory = Path(directory)
     if not directory.is_dir():
         raise DatasetError(f"dataset not found: {directory} (make one with `apprentice distill`)")
-    card_path = directory / CARD_JSON
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(
-            f"{directory} has no {CARD_JSON}: not a finished `apprentice distill` dataset"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise DatasetError(f"cannot read {card_path}: {error}") from None
+    card = read_card(directory)
     fmt = card.get("format", {}) if isinstance(card, dict) else {}
     if fmt.get("family") != STUDENT_FAMILY or fmt.get("version") != FORMAT_VERSION:
         raise DatasetError(
