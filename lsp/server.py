@@ -24,6 +24,7 @@ from lsp.engine import Engine
 from lsp.indexing import IndexService
 from lsp.protocol import ApprenticeProtocol
 from lsp.settings import ServerSettings, parse_settings, settings_as_json
+from lsp.status_push import StatusPush
 from lsp.watching import Rescans, register_watcher
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ApprenticeServer(LanguageServer):
         self._progress_count = 0
         self._refused: set[str] = set()
         self.main_loop: asyncio.AbstractEventLoop | None = None
+        self.status_push = StatusPush(self)  # apprentice/status, sent as the state changes
 
     # -- messages ------------------------------------------------------------------------
 
@@ -161,6 +163,7 @@ class ApprenticeServer(LanguageServer):
         self.completions.debounce_s = settings.completion.debounce_ms / 1000
         if old.index != settings.index and self.root is not None:
             self.start_index()
+        self.status_push.changed()
 
     def start(self) -> None:
         """After ``initialized``: load the model and index the workspace, both in the background."""
@@ -170,6 +173,7 @@ class ApprenticeServer(LanguageServer):
             self.engine, debounce_s=self.settings.completion.debounce_ms / 1000
         )
         self.actions = CodeActions(self.engine)
+        self.engine.on_change = self.status_push.changed
         self.spawn(self.engine.start())
         if self.root is not None:
             self.start_index()
@@ -192,9 +196,10 @@ class ApprenticeServer(LanguageServer):
             return
         progress = await self.begin_progress("Apprentice: indexing")
         try:
-            await index.build(progress.callback)
+            await index.build(self.status_push.tracking(progress.callback))
         finally:
             progress.end(f"{index.status().get('files', 0)} files indexed")
+            self.status_push.changed()
 
     async def begin_progress(self, title: str) -> _Progress:
         """A ``$/progress`` handle, or a silent one for clients that do not show progress."""
@@ -244,7 +249,11 @@ class ApprenticeServer(LanguageServer):
             return now is not None and (now.version or 0) == asked
 
         key = uris.document_key(doc.uri)
-        return await self.completions.suggest(key, version, cursor, is_current, invoked=invoked)
+        suggestion = await self.completions.suggest(
+            key, version, cursor, is_current, invoked=invoked
+        )
+        self.status_push.changed()  # a suggestion shown: its latency
+        return suggestion
 
     def status(self) -> dict[str, object]:
         """What ``apprentice.status`` answers."""
