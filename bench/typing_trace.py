@@ -32,15 +32,13 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
+from bench.lsp_client import REQUEST_CANCELLED, item_text, serve, status, wait_ready
 from bench.traces.keystrokes import Keystroke, Trace, agrees, build_trace
 
 DEFAULT_TRACE = Path(__file__).resolve().parent / "traces/warehouse/warehouse/reorder.py"
 TARGET_P50_MS = 300.0
 TARGET_P95_MS = 800.0
-REQUEST_CANCELLED = -32800
-STATUS_COMMAND = "apprentice.status"
-# The server's index states that mean "still working" (the others: off, ready, error).
-INDEX_BUSY = {"waiting", "indexing", "embedding"}
+CLIENT_NAME = "apprentice-typing-trace"
 OUTCOMES = ("items", "empty", "cancelled", "error")  # what a request's answer was
 SEEN = ("suggestion", "empty", "late", "cancelled", "error")  # what the typist saw at a pause
 
@@ -138,65 +136,13 @@ def summarise(
     }
 
 
-class TraceClient(LanguageClient):
-    """A language client that answers the server's requests as an editor would."""
-
-    def __init__(self) -> None:
-        super().__init__("apprentice-typing-trace", "1")
-        for method in (
-            lsp.WINDOW_WORK_DONE_PROGRESS_CREATE,
-            lsp.CLIENT_REGISTER_CAPABILITY,
-            lsp.PROGRESS,
-            lsp.WINDOW_LOG_MESSAGE,
-            lsp.WINDOW_SHOW_MESSAGE,
-            lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS,
-        ):
-            # Say yes and do nothing: the benchmark watches requests, not progress or messages.
-            # (pygls tags each handler, so every method gets a function of its own.)
-            self.feature(method)(lambda params: None)
-        self.feature(lsp.WORKSPACE_CONFIGURATION)(lambda params: [None for _ in params.items])
-
-
-async def _drain(stream: asyncio.StreamReader | None, log: Path) -> None:
-    """Copy the server's stderr to a file: an unread pipe would fill up and stall the server."""
-    if stream is None:
-        return
-    with log.open("ab") as sink:
-        while chunk := await stream.read(65536):
-            sink.write(chunk)
-            sink.flush()
-
-
-async def _status(client: LanguageClient) -> dict[str, Any]:
-    result = await client.workspace_execute_command_async(
-        lsp.ExecuteCommandParams(command=STATUS_COMMAND, arguments=[])
-    )
-    return result if isinstance(result, dict) else {}
-
-
-async def _wait_ready(client: LanguageClient, timeout_s: float) -> dict[str, Any]:
-    """Poll the status until the model is loaded and the index has settled."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = await _status(client)
-        model = status.get("model", {})
-        if model.get("state") == "error":
-            raise RuntimeError(f"the server could not load the model: {model.get('error')}")
-        index_state = status.get("index", {}).get("state")
-        if model.get("state") == "ready" and index_state not in INDEX_BUSY:
-            return status
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not ready after {timeout_s:.0f} s: {json.dumps(status)}")
-        await asyncio.sleep(0.25)
-
-
 def _items_text(result: Any) -> str:
     """The first non-blank suggestion in an inline-completion answer, or ''."""
     items = result.items if isinstance(result, lsp.InlineCompletionList) else (result or [])
     for item in items:
-        text = item.insert_text if isinstance(item.insert_text, str) else item.insert_text.value
+        text = item_text(item)
         if text.strip():
-            return str(text)
+            return text
     return ""
 
 
@@ -325,54 +271,20 @@ def _workspace_of(trace: Path) -> Path:
     return folder
 
 
-def _process(client: LanguageClient) -> asyncio.subprocess.Process | None:
-    """The server process ``start_io`` made; pygls keeps it private (pytest-lsp reads it too)."""
-    process = getattr(client, "_server", None)
-    return process if isinstance(process, asyncio.subprocess.Process) else None
-
-
-def _initialize_params(root: Path, options: dict[str, Any]) -> lsp.InitializeParams:
-    """What VS Code would announce, trimmed to what this benchmark exercises."""
-    return lsp.InitializeParams(
-        process_id=os.getpid(),
-        root_uri=root.as_uri(),
-        workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
-        capabilities=lsp.ClientCapabilities(
-            general=lsp.GeneralClientCapabilities(
-                position_encodings=[lsp.PositionEncodingKind.Utf16]
-            ),
-            window=lsp.WindowClientCapabilities(work_done_progress=True),
-            text_document=lsp.TextDocumentClientCapabilities(
-                synchronization=lsp.TextDocumentSyncClientCapabilities(did_save=True),
-                inline_completion=lsp.InlineCompletionClientCapabilities(),
-            ),
-        ),
-        client_info=lsp.ClientInfo(name="apprentice-typing-trace"),
-        initialization_options=options,
-    )
-
-
 async def _session(
     args: argparse.Namespace, trace: Trace, root: Path, path: Path, log: Path
 ) -> tuple[Replay, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """One server from start to exit: initialize, open, wait until ready, replay."""
-    client = TraceClient()
-    command = shlex.split(args.server_cmd) or [sys.executable, "-m", "lsp.cli", "serve"]
-    await client.start_io(*command)
-    process = _process(client)
-    drain = asyncio.create_task(_drain(process.stderr if process else None, log))
+    command = shlex.split(args.server_cmd)
+    options = _options(args, root.parent / "index")
     started = time.monotonic()
-    clean = False
-    try:
-        options = _options(args, root.parent / "index")
-        await client.initialize_async(_initialize_params(root, options))
-        client.initialized(lsp.InitializedParams())
+    async with serve(root, options, log, command=command, name=CLIENT_NAME) as client:
         uri = path.as_uri()
         document = lsp.TextDocumentItem(
             uri=uri, language_id="python", version=1, text=trace.initial
         )
         client.text_document_did_open(lsp.DidOpenTextDocumentParams(document))
-        await _wait_ready(client, args.ready_timeout)
+        await wait_ready(client, args.ready_timeout)
         ready_s = time.monotonic() - started
         replay = Replay(client, uri, trace)
         # The first prompt is evaluated from scratch; time it apart so that one cold start
@@ -382,22 +294,9 @@ async def _session(
             f"server ready after {ready_s:.1f} s, first answer {_cell(_ms(warm_ms), ' ms')}; "
             f"typing {len(trace.keystrokes)} keystrokes (about {trace.duration_s:.0f} s)"
         )
-        before = await _status(client)
+        before = await status(client)
         await replay.run()
-        after = await _status(client)
-        await client.shutdown_async(None)
-        client.exit(None)
-        clean = True
-    finally:
-        if process is not None and process.returncode is None:
-            if not clean:
-                process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-        await client.stop()
-        await drain
+        after = await status(client)
     start = {
         "ready_s": round(ready_s, 1),
         "warm_up_ms": _ms(warm_ms),
