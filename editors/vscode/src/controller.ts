@@ -1,15 +1,36 @@
 /**
  * The extension's behaviour, free of the editor API: starting the server, pushing settings,
- * the on/off switch, the status bar, and the commands. The editor is reached through
+ * the on/off switch, the status bar (from the server's `apprentice/status` notifications),
+ * telling the server where the cursor rests, and the commands. The editor is reached through
  * {@link Host} (src/host.ts) and the language client through {@link Client}, so this module
  * runs under Node's test runner with fakes.
  */
 import { isMissing, resolveServerCommand, ServerCommand } from './serverCommand';
 import { Inspected, Manifest, serverKeys, serverSettings, stringValue, trustedReader } from './settings';
-import { describeStatus, isBusy, ServerStatus, StatusInput, StatusView } from './status';
+import { describeStatus, documentLanguages, PushedStatus, StatusInput, StatusView } from './status';
 
 export const STATUS_COMMAND = 'apprentice.status';
 export const REINDEX_COMMAND = 'apprentice.reindex';
+/** Client -> server: where the cursor rests, so the server warms the prompt for that place. */
+export const CURSOR_NOTIFICATION = 'apprentice/cursor';
+/** How long the cursor must rest on another line before the server is told. */
+export const CURSOR_REST_MS = 300;
+
+/** The active editor's cursor. */
+export interface EditorCursor {
+  uri: string;
+  scheme: string;
+  languageId: string;
+  /** 0-based line and UTF-16 character, as LSP positions. */
+  line: number;
+  character: number;
+}
+
+/** `apprentice/cursor` params. */
+export interface CursorParams {
+  textDocument: { uri: string };
+  position: { line: number; character: number };
+}
 
 /** What the controller needs from the editor. */
 export interface Host {
@@ -23,6 +44,8 @@ export interface Host {
   showDocument(content: string, language: string): Promise<void>;
   /** Writes `apprentice.enable` to the user's settings. */
   setEnabled(enabled: boolean): Promise<void>;
+  /** The active editor's cursor, if there is an active editor. */
+  activeCursor(): EditorCursor | undefined;
 }
 
 /** What the controller needs from a language client. */
@@ -31,9 +54,13 @@ export interface Client {
   stop(): Promise<void>;
   executeCommand(command: string): Promise<unknown>;
   sendSettings(settings: Record<string, unknown>): Promise<void>;
+  /** `apprentice/cursor`; a server that does not handle it ignores it. */
+  sendCursor(params: CursorParams): Promise<void>;
+  /** Registers the `apprentice/status` handler (before start, so the first is not missed). */
+  onStatus(listener: (status: PushedStatus) => void): void;
+  /** The client's own state changes: a crashed server is restarted by the client, or stops. */
+  onState(listener: (state: 'starting' | 'running' | 'stopped') => void): void;
   showLog(): void;
-  /** False once the connection has died for good. */
-  isRunning(): boolean;
 }
 
 export type ClientFactory = (command: ServerCommand, initialSettings: () => Record<string, unknown>) => Client;
@@ -55,18 +82,17 @@ const realTimers: Timers = {
  */
 const RESTART_KEYS = ['executable', 'pythonPath', 'languages'];
 
-export const POLL_BUSY_MS = 1000;
-export const POLL_IDLE_MS = 10000;
-
 export class Controller {
   private client: Client | undefined;
   private clientState: StatusInput['client'] = 'starting';
-  private status: ServerStatus | undefined;
+  private status: PushedStatus | undefined;
   private lastLatencyMs: number | undefined;
   private missingReported = false;
   /** Why there is no server, while there is none. */
   private missing: string | undefined;
-  private poll: unknown;
+  /** Where the server was last told the cursor is. */
+  private cursorSent: { uri: string; line: number } | undefined;
+  private cursorTimer: unknown;
   private disposed = false;
 
   constructor(
@@ -116,6 +142,14 @@ export class Controller {
     const client = this.createClient(command, () => this.serverSettings());
     this.client = client;
     this.clientState = 'starting';
+    this.status = undefined;
+    client.onStatus((status) => {
+      if (this.client === client) {
+        this.status = status;
+        this.render();
+      }
+    });
+    client.onState((state) => this.clientStateChanged(client, state));
     this.render();
     try {
       await client.start();
@@ -127,11 +161,24 @@ export class Controller {
     }
     this.clientState = 'running';
     this.render();
-    this.schedulePoll(0);
+    this.cursorSent = undefined;
+    this.cursorMoved(this.host.activeCursor(), true);
+  }
+
+  /** The client restarted a crashed server, or gave up on it. */
+  private clientStateChanged(client: Client, state: 'starting' | 'running' | 'stopped'): void {
+    if (this.client !== client || this.clientState === state) {
+      return;
+    }
+    this.clientState = state;
+    if (state !== 'running') {
+      this.status = undefined; // a restarted server pushes its state anew
+    }
+    this.render();
   }
 
   async stop(): Promise<void> {
-    this.cancelPoll();
+    this.cancelCursor();
     const client = this.client;
     this.client = undefined;
     if (client) {
@@ -141,7 +188,6 @@ export class Controller {
 
   async restart(): Promise<void> {
     await this.stop();
-    this.status = undefined;
     await this.start();
   }
 
@@ -191,8 +237,6 @@ export class Controller {
     }
     try {
       const status = await this.client.executeCommand(STATUS_COMMAND);
-      this.status = status as ServerStatus;
-      this.render();
       await this.host.showDocument(JSON.stringify(status, null, 2), 'json');
     } catch (error) {
       this.host.showError(`Apprentice: ${STATUS_COMMAND} failed: ${String(error)}`);
@@ -204,9 +248,8 @@ export class Controller {
       this.host.showError('Apprentice: the language server is not running.');
       return;
     }
+    // The server pushes the indexing progress to the status bar itself.
     try {
-      this.status = { ...this.status, index: { state: 'indexing' } };
-      this.render();
       const result = (await this.client.executeCommand(REINDEX_COMMAND)) as { state?: string; files?: number; reason?: string } | null;
       if (result?.state === 'off') {
         this.host.showInfo(`Apprentice: not indexed: ${result.reason ?? 'indexing is off'}`);
@@ -216,7 +259,6 @@ export class Controller {
     } catch (error) {
       this.host.showError(`Apprentice: re-indexing failed: ${String(error)}`);
     }
-    await this.refreshStatus();
   }
 
   showLog(): void {
@@ -227,23 +269,57 @@ export class Controller {
     }
   }
 
-  /** Asks the server for its status and redraws the status bar item. */
-  async refreshStatus(): Promise<void> {
+  /**
+   * The active editor changed (`editorChanged`) or its cursor moved: the server is told where
+   * the cursor is at once for a newly active editor, else once it has rested on another line
+   * for {@link CURSOR_REST_MS}. Only documents the server serves, only while it runs and
+   * suggestions are on.
+   */
+  cursorMoved(cursor: EditorCursor | undefined, editorChanged: boolean): void {
+    if (!editorChanged && cursor && this.cursorSent?.uri === cursor.uri && this.cursorSent.line === cursor.line) {
+      this.cancelCursor(); // back on the line the server knows: a pending move is moot
+      return;
+    }
+    this.cancelCursor();
+    if (!cursor || !this.serves(cursor)) {
+      return;
+    }
+    if (editorChanged) {
+      this.sendCursor(cursor);
+      return;
+    }
+    this.cursorTimer = this.timers.set(() => {
+      this.cursorTimer = undefined;
+      this.sendCursor(cursor);
+    }, CURSOR_REST_MS);
+  }
+
+  private serves(cursor: EditorCursor): boolean {
+    return (
+      this.client !== undefined &&
+      this.clientState === 'running' &&
+      this.enabled() &&
+      cursor.scheme === 'file' &&
+      documentLanguages(this.languages()).includes(cursor.languageId)
+    );
+  }
+
+  private sendCursor(cursor: EditorCursor): void {
     const client = this.client;
-    if (!client) {
+    if (!client || !this.serves(cursor)) {
       return;
     }
-    if (!client.isRunning()) {
-      this.clientState = 'stopped';
-      this.render();
-      return;
+    this.cursorSent = { uri: cursor.uri, line: cursor.line };
+    const params: CursorParams = { textDocument: { uri: cursor.uri }, position: { line: cursor.line, character: cursor.character } };
+    // A hint: a server that cannot take it (stopping, an older one) is not worth a message.
+    client.sendCursor(params).catch(() => undefined);
+  }
+
+  private cancelCursor(): void {
+    if (this.cursorTimer !== undefined) {
+      this.timers.clear(this.cursorTimer);
+      this.cursorTimer = undefined;
     }
-    try {
-      this.status = (await client.executeCommand(STATUS_COMMAND)) as ServerStatus;
-    } catch {
-      // A status that does not come is not worth a message; the next poll tries again.
-    }
-    this.render();
   }
 
   view(): StatusView {
@@ -253,28 +329,6 @@ export class Controller {
   private render(): void {
     if (!this.disposed) {
       this.host.showStatusItem(this.view());
-    }
-  }
-
-  private schedulePoll(ms: number): void {
-    this.cancelPoll();
-    if (this.disposed) {
-      return;
-    }
-    this.poll = this.timers.set(() => {
-      this.poll = undefined;
-      void this.refreshStatus().then(() => {
-        if (this.client && this.clientState === 'running') {
-          this.schedulePoll(isBusy(this.status) ? POLL_BUSY_MS : POLL_IDLE_MS);
-        }
-      });
-    }, ms);
-  }
-
-  private cancelPoll(): void {
-    if (this.poll !== undefined) {
-      this.timers.clear(this.poll);
-      this.poll = undefined;
     }
   }
 

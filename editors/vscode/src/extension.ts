@@ -1,11 +1,11 @@
 /** Entry point: wires the controller to the editor (host.ts) and to vscode-languageclient. */
 import type { ExtensionContext } from 'vscode';
 import { DidChangeConfigurationNotification, ExecuteCommandRequest, LanguageClient, LanguageClientOptions, ServerOptions, State } from 'vscode-languageclient/node';
-import { Client, Controller } from './controller';
+import { Client, Controller, CURSOR_NOTIFICATION } from './controller';
 import { VsCodeHost } from './host';
 import type { ServerCommand } from './serverCommand';
 import { Manifest, SECTION } from './settings';
-import { documentLanguages } from './status';
+import { documentLanguages, PushedStatus, STATUS_NOTIFICATION } from './status';
 
 let controller: Controller | undefined;
 
@@ -56,8 +56,16 @@ export async function activate(context: ExtensionContext): Promise<void> {
       },
       executeCommand: (name) => client.sendRequest(ExecuteCommandRequest.type, { command: name, arguments: [] }),
       sendSettings: (settings) => client.sendNotification(DidChangeConfigurationNotification.type, { settings: { [SECTION]: settings } }),
+      sendCursor: (params) => client.sendNotification(CURSOR_NOTIFICATION, params),
+      onStatus: (listener) => {
+        client.onNotification(STATUS_NOTIFICATION, (params: PushedStatus) => listener(params));
+      },
+      onState: (listener) => {
+        client.onDidChangeState(({ newState }) => {
+          listener(newState === State.Running ? 'running' : newState === State.Starting ? 'starting' : 'stopped');
+        });
+      },
       showLog: () => client.outputChannel.show(true),
-      isRunning: () => client.state === State.Running,
     };
   };
 
@@ -70,6 +78,7 @@ export async function activate(context: ExtensionContext): Promise<void> {
   host.command('apprentice.restartServer', () => current.restart());
   host.onConfigurationChange((affects) => void current.configurationChanged(affects));
   host.onTrustGranted(() => void current.trustGranted());
+  host.onCursor((cursor, editorChanged) => current.cursorMoved(cursor, editorChanged));
   await current.start();
 }
 

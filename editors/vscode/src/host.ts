@@ -1,9 +1,10 @@
 /**
  * Every call into the editor API (`vscode.*`) lives here: configuration, workspace trust,
- * messages, the status bar item, documents and command registration.
+ * messages, the status bar item, documents, the active editor's cursor and command
+ * registration.
  */
 import * as vscode from 'vscode';
-import type { Host } from './controller';
+import type { EditorCursor, Host } from './controller';
 import { Inspected, SECTION } from './settings';
 import type { StatusView } from './status';
 
@@ -53,6 +54,25 @@ export class VsCodeHost implements Host {
     await vscode.workspace.getConfiguration(SECTION).update('enable', enabled, vscode.ConfigurationTarget.Global);
   }
 
+  activeCursor(): EditorCursor | undefined {
+    return cursorOf(vscode.window.activeTextEditor);
+  }
+
+  /**
+   * Calls back with the active editor's cursor when another editor becomes active
+   * (`editorChanged`, undefined when none is) and when the active editor's cursor moves.
+   */
+  onCursor(listener: (cursor: EditorCursor | undefined, editorChanged: boolean) => void): void {
+    this.context.subscriptions.push(
+      vscode.window.onDidChangeActiveTextEditor((editor) => listener(cursorOf(editor), true)),
+      vscode.window.onDidChangeTextEditorSelection((event) => {
+        if (event.textEditor === vscode.window.activeTextEditor) {
+          listener(cursorOf(event.textEditor), false);
+        }
+      }),
+    );
+  }
+
   /** Registers a command for the extension's lifetime. */
   command(id: string, run: () => unknown): void {
     this.context.subscriptions.push(vscode.commands.registerCommand(id, run));
@@ -77,4 +97,19 @@ export class VsCodeHost implements Host {
   manifest(): unknown {
     return this.context.extension.packageJSON;
   }
+}
+
+function cursorOf(editor: vscode.TextEditor | undefined): EditorCursor | undefined {
+  if (!editor) {
+    return undefined;
+  }
+  const { document, selection } = editor;
+  // VS Code positions are LSP positions already: 0-based lines, UTF-16 characters.
+  return {
+    uri: document.uri.toString(),
+    scheme: document.uri.scheme,
+    languageId: document.languageId,
+    line: selection.active.line,
+    character: selection.active.character,
+  };
 }

@@ -1,17 +1,26 @@
-/** The status bar item's text and tooltip, from the server's `apprentice.status` answer. */
+/** The status bar item's text and tooltip, from the server's `apprentice/status` notification. */
 
-/** The parts of `apprentice.status` (lsp/server.py) the status bar shows. */
-export interface ServerStatus {
-  model?: {
-    state?: string;
-    name?: string | null;
-    error?: string | null;
-    /** A team checkpoint's manifest (name, version, signer, verified...); null for a plain GGUF. */
-    checkpoint?: { name?: string | null; version?: string | null } | null;
-  };
-  backend?: string | null;
-  index?: { state?: string; files?: number; chunks?: number; error?: string };
-  latency?: { count?: number; last_ms?: number | null; p50_ms?: number | null };
+/** The server's notification of its state, sent whenever it changes (lsp/status_push.py). */
+export const STATUS_NOTIFICATION = 'apprentice/status';
+
+/** `apprentice/status` params; every key is always sent. */
+export interface PushedStatus {
+  /**
+   * The most pressing state: 'error', 'loading', 'warming', 'indexing', 'ready'; 'off' before
+   * the model engine exists. A string: a newer server may add states.
+   */
+  state: string;
+  /** One line for people (the model's error, when there is one). */
+  message?: string;
+  /** The index build's progress (0-100) while it runs. */
+  percentage?: number | null;
+  /** The serving model (a checkpoint's name and version, the model's name, the remote server); null until one has loaded. */
+  model?: string | null;
+  index?: { state?: string; files?: number | null };
+  /** The file whose prompt the model is warming ahead of a request. */
+  warming?: string | null;
+  /** Server-side time of the last suggestion shown. */
+  lastLatencyMs?: number | null;
 }
 
 /** What the extension knows when it draws the item. */
@@ -19,7 +28,8 @@ export interface StatusInput {
   enabled: boolean;
   /** The client's state: not started (no server found), starting, running, or stopped. */
   client: 'missing' | 'starting' | 'running' | 'stopped';
-  status?: ServerStatus;
+  /** The server's last `apprentice/status`; undefined until the first arrives. */
+  status?: PushedStatus;
   /** Keystroke-to-suggestion time of the last suggestion shown, measured in the editor. */
   lastLatencyMs?: number;
 }
@@ -31,26 +41,14 @@ export interface StatusView {
   warning: boolean;
 }
 
-/** The model's name as the status bar shows it, with a checkpoint's version when known. */
-export function modelLabel(status: ServerStatus | undefined): string {
-  const model = status?.model;
-  const checkpoint = model?.checkpoint;
-  if (checkpoint?.name) {
-    return checkpoint.version ? `${checkpoint.name} ${checkpoint.version}` : checkpoint.name;
-  }
-  const name = model?.name || (status?.backend?.startsWith('remote ') ? status.backend.slice('remote '.length) : '');
-  return name || 'model';
-}
-
-function indexPart(status: ServerStatus | undefined): string | undefined {
-  const index = status?.index;
-  switch (index?.state) {
+function indexPart(status: PushedStatus): string | undefined {
+  const percentage = typeof status.percentage === 'number' ? ` ${status.percentage}%` : '';
+  switch (status.index?.state) {
     case 'waiting':
-      return 'index waiting';
     case 'indexing':
-      return index.files ? `indexing (${index.files} files)` : 'indexing';
+      return `indexing${percentage}`;
     case 'embedding':
-      return 'embedding';
+      return `embedding${percentage}`;
     case 'error':
       return 'index error';
     default:
@@ -69,44 +67,34 @@ export function describeStatus(input: StatusInput): StatusView {
     return { text: '$(circle-slash) Apprentice', tooltip: 'Apprentice: suggestions are off (Apprentice: Toggle Completions).', warning: false };
   }
   const status = input.status;
-  const state = status?.model?.state;
-  if (input.client === 'starting' || !status) {
+  if (input.client === 'starting' || !status || status.state === 'off') {
     return { text: '$(loading~spin) Apprentice', tooltip: 'Apprentice: starting the language server', warning: false };
   }
-  if (state === 'error') {
-    const error = status.model?.error ?? 'unknown error';
-    return { text: '$(error) Apprentice', tooltip: `Apprentice: the model failed: ${error}`, warning: true };
+  if (status.state === 'error') {
+    return { text: '$(error) Apprentice', tooltip: `Apprentice: ${status.message ?? 'the model failed'}`, warning: true };
   }
-  const parts: string[] = [];
-  if (state === 'ready') {
-    parts.push(modelLabel(status));
-  } else {
-    parts.push('loading model');
-  }
+  const model = status.model;
+  const parts = [model || 'loading model'];
   const index = indexPart(status);
   if (index) {
     parts.push(index);
   }
-  const latency = input.lastLatencyMs ?? status.latency?.last_ms ?? undefined;
-  if (state === 'ready' && latency !== undefined && latency !== null) {
+  const latency = input.lastLatencyMs ?? status.lastLatencyMs ?? undefined;
+  if (model && latency !== undefined) {
     parts.push(`${Math.round(latency)} ms`);
   }
-  const icon = state === 'ready' && !index ? '$(sparkle)' : '$(loading~spin)';
+  // Warming comes and goes with every file opened and every line the cursor rests on: it
+  // is told in the tooltip only, so the item does not flicker.
+  const busy = !model || status.index?.state === 'waiting' || status.index?.state === 'indexing' || status.index?.state === 'embedding';
+  const files = status.index?.files;
   const tooltip = [
-    `Apprentice: ${state === 'ready' ? modelLabel(status) : 'loading the model'}`,
-    status.backend ? `backend: ${status.backend}` : undefined,
-    status.index?.state ? `index: ${status.index.state}${status.index.files !== undefined ? `, ${status.index.files} files` : ''}` : undefined,
-    latency !== undefined && latency !== null ? `last suggestion: ${Math.round(latency)} ms` : undefined,
+    `Apprentice: ${status.message ?? parts.join(' · ')}`,
+    status.index?.state ? `index: ${status.index.state}${typeof files === 'number' ? `, ${files} files` : ''}` : undefined,
+    status.warming ? `warming the prompt for ${status.warming}` : undefined,
+    latency !== undefined ? `last suggestion: ${Math.round(latency)} ms` : undefined,
     'Click for the full status.',
   ].filter((line) => line !== undefined);
-  return { text: `${icon} ${parts.join(' · ')}`, tooltip: tooltip.join('\n'), warning: false };
-}
-
-/** Whether the server is still busy (model loading, indexing), so the status is polled often. */
-export function isBusy(status: ServerStatus | undefined): boolean {
-  const model = status?.model?.state;
-  const index = status?.index?.state;
-  return model === 'idle' || model === 'loading' || index === 'waiting' || index === 'indexing' || index === 'embedding';
+  return { text: `${busy ? '$(loading~spin)' : '$(sparkle)'} ${parts.join(' · ')}`, tooltip: tooltip.join('\n'), warning: false };
 }
 
 /** VS Code language ids for the server's `languages` setting. */

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describeStatus, documentLanguages, isBusy, modelLabel } from '../src/status';
+import { describeStatus, documentLanguages, PushedStatus } from '../src/status';
 
-const ready = {
-  model: { state: 'ready', name: 'gemma-3-270m' },
-  backend: 'llama.cpp (embedded default model, 1 thread(s))',
+/** `apprentice/status` as lsp/status_push.py sends it once everything is up. */
+const ready: PushedStatus = {
+  state: 'ready',
+  message: 'gemma-3-270m',
+  percentage: null,
+  model: 'gemma-3-270m',
   index: { state: 'ready', files: 12 },
-  latency: { last_ms: 240.4 },
+  warming: null,
+  lastLatencyMs: 240.4,
 };
 
 test('ready: model, then the last latency', () => {
@@ -18,29 +22,39 @@ test('ready: model, then the last latency', () => {
 
 test("without an editor-side latency, the server's last one", () => {
   assert.equal(describeStatus({ enabled: true, client: 'running', status: ready }).text, '$(sparkle) gemma-3-270m · 240 ms');
+  const fresh = { ...ready, lastLatencyMs: null };
+  assert.equal(describeStatus({ enabled: true, client: 'running', status: fresh }).text, '$(sparkle) gemma-3-270m');
 });
 
-test('loading and indexing show progress', () => {
-  const view = describeStatus({ enabled: true, client: 'running', status: { model: { state: 'loading' }, index: { state: 'indexing', files: 3 } } });
-  assert.equal(view.text, '$(loading~spin) loading model · indexing (3 files)');
-  assert.ok(isBusy({ model: { state: 'loading' } }));
-  assert.ok(isBusy({ model: { state: 'ready' }, index: { state: 'embedding' } }));
-  assert.ok(!isBusy(ready));
+test('loading and indexing show the pushed percentage', () => {
+  const loading: PushedStatus = { state: 'loading', message: 'loading the model · indexing 40%', percentage: 40, model: null, index: { state: 'indexing', files: null } };
+  const view = describeStatus({ enabled: true, client: 'running', status: loading });
+  assert.equal(view.text, '$(loading~spin) loading model · indexing 40%');
+  assert.match(view.tooltip, /loading the model · indexing 40%/);
+  const embedding: PushedStatus = { ...ready, state: 'indexing', percentage: 7, index: { state: 'embedding', files: 12 } };
+  assert.equal(describeStatus({ enabled: true, client: 'running', status: embedding }).text, '$(loading~spin) gemma-3-270m · embedding 7% · 240 ms');
+  const waiting: PushedStatus = { ...ready, state: 'indexing', index: { state: 'waiting', files: null } };
+  assert.equal(describeStatus({ enabled: true, client: 'running', status: waiting }).text, '$(loading~spin) gemma-3-270m · indexing · 240 ms');
 });
 
-test('a checkpoint shows its version; a remote backend its address', () => {
-  const checkpoint = { name: 'team-coder', version: '7', signer: 'ci', verified: true };
-  assert.equal(modelLabel({ model: { state: 'ready', name: 'qwen2.5-coder', checkpoint } }), 'team-coder 7');
-  assert.equal(modelLabel({ model: { state: 'ready', name: 'qwen2.5-coder', checkpoint: null } }), 'qwen2.5-coder');
-  assert.equal(modelLabel({ model: { state: 'ready', name: '' }, backend: 'remote http://127.0.0.1:8080' }), 'http://127.0.0.1:8080');
+test('warming is told in the tooltip; the text does not flicker', () => {
+  const warming: PushedStatus = { ...ready, state: 'warming', message: 'gemma-3-270m · warming cart.py', warming: 'shop/cart.py' };
+  const view = describeStatus({ enabled: true, client: 'running', status: warming });
+  assert.equal(view.text, describeStatus({ enabled: true, client: 'running', status: ready }).text);
+  assert.match(view.tooltip, /warming the prompt for shop\/cart\.py/);
 });
 
-test('errors, no server, and off are told apart', () => {
-  const error = describeStatus({ enabled: true, client: 'running', status: { model: { state: 'error', error: 'no such file' } } });
+test('errors, no server, off and not started yet are told apart', () => {
+  const error = describeStatus({ enabled: true, client: 'running', status: { state: 'error', message: 'model error: no such file', model: null } });
   assert.equal(error.warning, true);
+  assert.equal(error.text, '$(error) Apprentice');
   assert.match(error.tooltip, /no such file/);
+  const indexError = describeStatus({ enabled: true, client: 'running', status: { ...ready, index: { state: 'error' } } });
+  assert.equal(indexError.text, '$(sparkle) gemma-3-270m · index error · 240 ms');
   assert.equal(describeStatus({ enabled: true, client: 'missing' }).warning, true);
   assert.match(describeStatus({ enabled: false, client: 'running', status: ready }).text, /circle-slash/);
+  assert.equal(describeStatus({ enabled: true, client: 'running' }).text, '$(loading~spin) Apprentice');
+  assert.equal(describeStatus({ enabled: true, client: 'running', status: { state: 'off' } }).text, '$(loading~spin) Apprentice');
 });
 
 test("the server's language ids map to the editor's", () => {
