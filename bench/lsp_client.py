@@ -26,6 +26,7 @@ from pygls.lsp.client import LanguageClient
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUEST_CANCELLED = -32800
 STATUS_COMMAND = "apprentice.status"
+STATUS_NOTIFICATION = "apprentice/status"  # the server's pushed state, for a status bar
 # The server's index states that mean "still working" (the others: off, ready, error).
 INDEX_BUSY = {"waiting", "indexing", "embedding"}
 # How long a clean shutdown may take before the process is terminated (then killed).
@@ -44,6 +45,7 @@ class EditorClient(LanguageClient):
             lsp.WINDOW_LOG_MESSAGE,
             lsp.WINDOW_SHOW_MESSAGE,
             lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS,
+            STATUS_NOTIFICATION,
         ):
             # Say yes and do nothing: benchmarks watch requests, not progress or messages.
             # (pygls tags each handler, so every method gets a function of its own.)

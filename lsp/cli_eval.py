@@ -52,6 +52,23 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "indent for repositories)",
     )
     parser.add_argument(
+        "--trigger",
+        default="invoked",
+        choices=["invoked", "automatic", "typed"],
+        help="invoked (default): the pipeline called directly, an explicit request on a warm "
+        "prompt; automatic: each task a freshly opened file in a real `apprentice serve`, one "
+        "automatic request after the reading delay; typed: the hole's line typed from its "
+        "auto-indent, 8 keystrokes a second, and what is shown at the pause",
+    )
+    parser.add_argument(
+        "--delay",
+        action="append",
+        type=float,
+        metavar="SECONDS",
+        help="automatic/typed: seconds between opening the file and the request (or the "
+        "first keystroke); repeat for rows (default: 0 and 3)",
+    )
+    parser.add_argument(
         "--ablations",
         action="store_true",
         help="raw model, + context, + candidates and verification, everything",
@@ -97,7 +114,10 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     )
     parser.add_argument("--candidates", type=int, default=2, help="(default 2, as the server)")
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds a completion may take (default 30)"
+        "--timeout",
+        type=float,
+        help="seconds a completion may take (default 30; automatic/typed: the server's "
+        "completion.timeoutMs and 5 s, after which no answer counts as a timeout)",
     )
     parser.add_argument("--n-threads", type=int, help="llama.cpp threads (default: as the server)")
     parser.add_argument(
@@ -123,6 +143,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     threads = args.n_threads or interactive_threads()
     models = [parse_model(spec, n_threads=threads) for spec in args.model or ["default"]]
+    if args.trigger != "invoked":
+        return _cmd_editor(args, models)
+    if args.delay:
+        raise ValueError("--delay applies to --trigger automatic or typed")
     options = EvalOptions(
         suite=args.suite,
         models=models,
@@ -130,7 +154,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         # An editor puts the cursor on a new line after Enter, with its auto-indent.
         placements=args.placement or (("indent",) if args.suite == "repo" else LINE_PLACEMENTS),
-        timeout_s=args.timeout,
+        timeout_s=args.timeout or 30.0,
         variants=variants_for(
             args.candidates,
             ablate=args.ablations,
@@ -171,6 +195,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sys.stdout.write("\n" + compared + "\n")
     for model, found in result.verification.items():
         sys.stdout.write(f"\nVerification against execution ({model}):\n\n{found.table()}\n")
+    return 0
+
+
+def _cmd_editor(args: argparse.Namespace, models: list[Any]) -> int:
+    """``--trigger automatic|typed``: a real server, freshly opened files, what is shown."""
+    from bench.evaluation.editor import DEFAULT_DELAYS, EditorOptions, ServerRunError, run_editor
+    from bench.evaluation.report import editor_table
+    from lsp.progress import ProgressBar
+
+    invoked_only = {
+        "--ablations": args.ablations,
+        "--without-lever": args.without_lever,
+        "--with-lever": args.with_lever,
+        "--as-typed": args.as_typed,
+        "--candidates": args.candidates != 2,
+        "--verification": args.verification,
+    }
+    for flag, given in invoked_only.items():
+        if given:
+            raise ValueError(f"{flag} applies to --trigger invoked only")
+    placements = args.placement or ["empty"]
+    if args.trigger == "typed" and args.placement:
+        raise ValueError("--trigger typed types from the auto-indent; --placement does not apply")
+    if "typed" in placements:
+        raise ValueError("--placement typed: use --trigger typed (the characters are typed)")
+    options = EditorOptions(
+        trigger=args.trigger,
+        suite=args.suite,
+        models=models,
+        limit=args.limit or None,
+        seed=args.seed,
+        placements=placements,
+        delays=args.delay or DEFAULT_DELAYS,
+        repo=Path(args.repo) if args.repo else None,
+        package=args.package,
+        heldout_of=Path(args.heldout_of) if args.heldout_of else None,
+        holes_per_file=args.holes_per_file,
+        kinds=tuple(args.kinds.split(",")) if args.kinds else (),
+        cross_file_only=args.cross_file_only,
+        embed=not args.no_embed,
+        n_threads=args.n_threads,
+        answer_timeout_s=args.timeout,
+    )
+    bar = ProgressBar()
+    try:
+        result = run_editor(options, progress=bar if bar.enabled else _log_lines)
+    except ServerRunError as error:
+        bar.close()
+        tail = error.log.read_text(errors="replace")[-3000:] if error.log.exists() else ""
+        sys.stderr.write(f"apprentice eval: {error}\n--- server stderr, last lines ---\n{tail}\n")
+        return 2
+    bar.close()
+    data = {
+        "suite": args.suite,
+        "limit": options.limit,
+        "seed": args.seed,
+        "tasks": result.tasks,
+        "trigger": args.trigger,
+        "delays_s": list(options.delays),
+        **result.as_json(),
+    }
+    if args.output:
+        Path(args.output).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(editor_table(result.rows) + "\n")
     return 0
 
 

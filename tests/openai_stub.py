@@ -1,7 +1,8 @@
 """A tiny OpenAI-compatible completions server on 127.0.0.1, for tests of the server's
 behaviour that do not need a real model (the language server points ``model.remoteUrl``
 at it). Every completion streams ``answer`` word by word; ``delay_s`` holds each answer
-back, ``fail`` makes completions answer HTTP 500.
+back, ``fail`` makes completions answer HTTP 500, and ``answer_for`` (when set) chooses each
+answer from its prompt.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +26,7 @@ class CompletionStub(ThreadingHTTPServer):
         self.answer = answer
         self.delay_s = 0.0
         self.fail = False
+        self.answer_for: Callable[[str], str] | None = None
         self.prompts: list[str] = []
         self.lock = threading.Lock()
 
@@ -50,15 +52,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
+        prompt = str(body.get("prompt", ""))
         with self.server.lock:
-            self.server.prompts.append(str(body.get("prompt", "")))
+            self.server.prompts.append(prompt)
         if self.server.delay_s:
             time.sleep(self.server.delay_s)
         if self.server.fail:
             error = {"error": {"message": "the stub was told to fail"}}
             self._send(500, "application/json", json.dumps(error).encode())
             return
-        words = self.server.answer.split(" ")
+        answer_for = self.server.answer_for
+        words = (answer_for(prompt) if answer_for else self.server.answer).split(" ")
         pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
         events = [
             {"model": "stub", "choices": [{"index": 0, "text": piece, "finish_reason": None}]}

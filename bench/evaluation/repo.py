@@ -35,11 +35,12 @@ class RepoSuite:
     workspace: Workspace
     copy: Path
     files: int
-    index: RepositoryIndex
+    index: RepositoryIndex | None  # None: left to whoever opens the copy (a real server)
 
     def close(self) -> None:
         """Close the index and delete the masked copy."""
-        self.index.close()
+        if self.index is not None:
+            self.index.close()
         shutil.rmtree(self.copy.parent, ignore_errors=True)
 
 
@@ -87,11 +88,13 @@ def prepare(
     embed: bool = True,
     only_paths: Collection[str] | None = None,
     per_file: int = 2,
+    index: bool = True,
 ) -> RepoSuite:
     """Cut tasks from the repository at ``root`` and index a masked copy of it.
 
     ``only_paths`` (repository-relative) limits where holes are cut, e.g. to the files a
-    training dataset held out; every file is still indexed for context.
+    training dataset held out; every file is still indexed for context. Without ``index``
+    the copy is only made (a language server started on it indexes it).
     """
     from indexer.index import IndexSettings, RepositoryIndex
     from indexer.retrieval import Retriever
@@ -133,18 +136,18 @@ def prepare(
             target.write_text(masked_text(text, holes[source.path]), encoding="utf-8")
         else:
             shutil.copy2(source.abs_path, target)
-    index_dir = scratch / "index"
-    settings = IndexSettings(location=index_dir)
-    index = RepositoryIndex(copy, settings)
-    index.update()
+    logger.info("%d tasks from %d of %d files of %s", len(tasks), len(cut_from), len(sources), root)
+    if not index:
+        return RepoSuite(tasks, Workspace(root=copy), copy, len(sources), None)
+    built = RepositoryIndex(copy, IndexSettings(location=scratch / "index"))
+    built.update()
     if embed:
-        index.embed_pending()
-    retriever = Retriever(index)
+        built.embed_pending()
+    retriever = Retriever(built)
     workspace = Workspace(
         root=copy,
         context=index_context(retriever, semantic=embed),
         plain_context=index_context(retriever, semantic=embed, unused_imports=False),
         known_symbols=lambda dotted: retriever.lookup(dotted).found,
     )
-    logger.info("%d tasks from %d of %d files of %s", len(tasks), len(cut_from), len(sources), root)
-    return RepoSuite(tasks, workspace, copy, len(sources), index)
+    return RepoSuite(tasks, workspace, copy, len(sources), built)

@@ -1,4 +1,6 @@
-"""Markdown tables of evaluation rows: quality, cost, and ratios to the first model."""
+"""Markdown tables of evaluation rows: quality, cost, and ratios to the first model; and
+what an editor shows (``--trigger automatic|typed``): shown rate, right when shown, time
+to show."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.evaluation.runner import Summary
+from bench.evaluation.shown import ShownSummary
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,17 @@ class Row:
     variant: str
     placement: str
     summary: Summary
+
+
+@dataclass(frozen=True)
+class EditorRow:
+    """One line of the editor table: which model, how the request came, after what delay."""
+
+    model: str
+    trigger: str  # automatic | typed
+    placement: str
+    delay_s: float  # the reading delay between opening the file and the request (or typing)
+    summary: ShownSummary
 
 
 def _rate(value: float | None) -> str:
@@ -77,5 +91,28 @@ def ratios(rows: Sequence[Row]) -> str:
             f"| {_ratio(s.latency_p50_ms, b.latency_p50_ms)} "
             f"| {_ratio(s.latency_p95_ms, b.latency_p95_ms)} "
             f"| {_ratio(s.tokens_per_s, b.tokens_per_s)} | {_ratio(s.peak_rss_mb, b.peak_rss_mb)} |"
+        )
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def editor_table(rows: Sequence[EditorRow]) -> str:
+    """What a person saw at the pause, per row: pass@1 and exact are over all tasks."""
+    head = (
+        "| model | trigger | placement | delay s | tasks | shown | pass@1 | exact | edit sim "
+        "| right when shown | show p50 ms | show p95 ms | empty | timeouts | errors "
+        "| requests | cancels |"
+    )
+    lines = [head, "|" + "---|" * 17]
+    for row in rows:
+        s = row.summary
+        lines.append(
+            f"| {row.model} | {row.trigger} | {row.placement} | {row.delay_s:g} | {s.tasks} "
+            f"| {s.shown:.2f} | {_rate(s.pass_at_1)} | {s.exact:.2f} | {s.edit_similarity:.2f} "
+            f"| {_rate(s.right_when_shown)} | {_ms(s.show_p50_ms)} | {_ms(s.show_p95_ms)} "
+            f"| {s.empty} | {s.timeouts} | {s.errors} | {s.requests} | {s.cancels_sent} |"
         )
     return "\n".join(lines)

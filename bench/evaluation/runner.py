@@ -216,12 +216,7 @@ def run_task(
     result = pipeline.complete(cursor, budget=budget)
     text = result.text or ""
     replaced = result.replaced if result.text else 0
-    completed = view.apply(text, replaced)
-    expected, got = region_lines(task, completed)
-    scored = score(expected, got, empty=not text.strip(), callee=task.callee)
-    passed = None
-    if task.test is not None:
-        passed = run_python(completed + "\n" + task.test, limits).passed
+    scored = score_completed(task, view.apply(text, replaced), text, limits)
     unknown = workspace.unknown_symbols(view, task, text, replaced) if text.strip() else False
     return TaskResult(
         task_id=task.task_id,
@@ -230,7 +225,7 @@ def run_task(
         cross_file=task.cross_file,
         suggestion=result.text,
         replaced=replaced,
-        score=replace(scored, passed=passed, unknown_symbols=unknown),
+        score=replace(scored, unknown_symbols=unknown),
         latency_ms=result.latency_ms,
         prompt_tokens=result.prompt_tokens,
         prompt_tokens_evaluated=result.prompt_tokens_evaluated,
@@ -238,6 +233,16 @@ def run_task(
         verdict=result.verdict,
         context=result.snippets_used,
     )
+
+
+def score_completed(task: HoleTask, completed: str, text: str, limits: SandboxLimits) -> Score:
+    """Scores of the buffer after the suggestion ``text`` was accepted: the hole's lines
+    against the answer's and, where the task has tests, whether the file passes them."""
+    expected, got = region_lines(task, completed)
+    scored = score(expected, got, empty=not text.strip(), callee=task.callee)
+    if task.test is None:
+        return scored
+    return replace(scored, passed=run_python(completed + "\n" + task.test, limits).passed)
 
 
 def _failed(task: HoleTask, placement: Placement) -> TaskResult:

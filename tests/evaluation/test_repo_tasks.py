@@ -116,6 +116,7 @@ def test_the_masked_text_reaches_neither_the_index_nor_the_prompt(tmp_path: Path
     try:
         task = next(t for t in suite.tasks if "int(item[1]) < minimum" in t.answer)
         secret = task.answer
+        assert suite.index is not None
         store = suite.index.store
         chunks = [chunk.text for _, chunk in store.all_chunks()]
         assert chunks and not any(secret in text for text in chunks)

@@ -1,0 +1,240 @@
+"""``apprentice eval --trigger automatic|typed``: a real ``apprentice serve``, freshly opened
+files, automatic requests, typing with cancel-previous, and what was shown scored.
+
+The server runs as a subprocess; its model is the OpenAI-compatible stub of
+tests/openai_stub.py (``model.remoteUrl``), answering each HumanEval hole from its prompt,
+so these tests check the driver, not a model. One short run with the real model at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.evaluation import humaneval
+from bench.evaluation.driver import parse_model
+from bench.evaluation.editor import EditorOptions, jobs_for, run_editor, server_options
+from bench.evaluation.editor_session import Keystroke, typing_keystrokes
+from bench.evaluation.metrics import Score
+from bench.evaluation.report import EditorRow, editor_table
+from bench.evaluation.shown import ShownResult, summarize_shown
+from model.holes import HoleTask
+from tests.openai_stub import CompletionStub, running_stub
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TASKS = humaneval.load("humaneval-single", limit=3, seed=0)
+WRONG = TASKS[2].task_id  # the stub answers this one wrongly
+
+
+def test_typing_fixes_the_indentation_as_keys_do_then_types_each_character() -> None:
+    assert typing_keystrokes(10, "    ", "    x = ") == [
+        Keystroke(14, 14, "x"),
+        Keystroke(15, 15, " "),
+        Keystroke(16, 16, "="),
+        Keystroke(17, 17, " "),
+    ]
+    # Backspace in leading whitespace deletes a level; Tab adds one.
+    assert typing_keystrokes(0, "        ", "    y")[0] == Keystroke(4, 8, "")
+    assert typing_keystrokes(0, "    ", "        y")[:2] == [
+        Keystroke(4, 4, "    "),
+        Keystroke(8, 8, "y"),
+    ]
+    # Anything else is one edit of the whole indentation.
+    assert typing_keystrokes(0, "    ", "  z")[0] == Keystroke(0, 4, "  ")
+    assert typing_keystrokes(0, "    ", "    ") == []
+
+
+def test_server_options_name_the_model_as_the_server_reads_it(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    default = server_options(
+        parse_model("default", n_threads=2),
+        index_dir=index,
+        index=False,
+        embed=True,
+        n_threads=None,
+    )
+    assert default == {"index": {"location": str(index), "enabled": False}}
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"")
+    local = server_options(
+        parse_model(f"{gguf}+lora.gguf", n_threads=None),
+        index_dir=index,
+        index=True,
+        embed=False,
+        n_threads=3,
+    )
+    assert local["model"] == {"path": str(gguf), "lora": "lora.gguf", "threads": 3}
+    assert local["index"] == {"location": str(index), "embeddings": False}
+    remote = server_options(
+        parse_model("t=http://127.0.0.1:9/v1#big", n_threads=None),
+        index_dir=index,
+        index=True,
+        embed=True,
+        n_threads=None,
+    )
+    assert remote["model"] == {"remoteUrl": "http://127.0.0.1:9/v1", "remoteModel": "big"}
+    named = server_options(
+        parse_model("student", n_threads=None),
+        index_dir=index,
+        index=False,
+        embed=True,
+        n_threads=None,
+    )
+    assert named["model"] == {"path": "student"}
+
+
+def test_jobs_typed_takes_whole_line_holes_and_automatic_the_asked_placements() -> None:
+    inside = HoleTask("t", "a.py", "x = f(1)\n", start=6, end=7, kind="call")
+    line = TASKS[0]
+    assert jobs_for([inside, line], "typed", ["empty"]) == {"typed": [line]}
+    assert jobs_for([inside, line], "automatic", ["empty", "indent"]) == {
+        "cursor": [inside],
+        "empty": [line],
+        "indent": [line],
+    }
+
+
+def _result(outcome: str, passed: bool, ms: float | None) -> ShownResult:
+    similarity = 1.0 if passed else 0.5
+    score = Score(passed, similarity, 1.0, empty=outcome != "items", passed=passed)
+    return ShownResult("t", "humaneval-single", "empty", outcome, "x", 0, score, ms)
+
+
+def test_summary_and_table_count_shown_right_when_shown_and_time_to_show() -> None:
+    results = [
+        _result("items", True, 100.0),
+        _result("items", False, 300.0),
+        _result("empty", False, 50.0),
+        _result("timeout", False, None),
+    ]
+    s = summarize_shown(results)
+    assert (s.tasks, s.shown, s.pass_at_1, s.right_when_shown) == (4, 0.5, 0.25, 0.5)
+    assert (s.show_p50_ms, s.show_p95_ms) == (100.0, 300.0)  # over shown answers only
+    assert (s.empty, s.timeouts, s.errors) == (1, 1, 0)
+    table = editor_table([EditorRow("m", "automatic", "empty", 3.0, s)])
+    head = table.splitlines()[0]
+    for column in ("shown", "right when shown", "show p50 ms", "show p95 ms", "timeouts"):
+        assert f"| {column} |" in head
+    assert (
+        "| m | automatic | empty | 3 | 4 | 0.50 | 0.25 | 0.25 | 0.62 | 0.50 | 100 | 300 |" in table
+    )
+
+
+def _answer_for(prompt: str) -> str:
+    """The hole's line (the rest of it after what is typed), or a wrong line for WRONG."""
+    for task in TASKS:
+        if task.original[: task.start][-150:] in prompt:
+            answer = task.answer.rstrip("\n")
+            if task.task_id == WRONG:
+                answer = answer[: len(answer) - len(answer.lstrip())] + "return None"
+            typed = prompt.rsplit("\n", 1)[-1]
+            return answer[len(typed) :] if answer.startswith(typed) else answer
+    return "pass"
+
+
+@pytest.fixture
+def stub() -> Iterator[CompletionStub]:
+    with running_stub() as server:
+        server.answer_for = _answer_for
+        yield server
+
+
+@pytest.mark.network
+@pytest.mark.timeout(300)
+def test_automatic_through_the_cli_opens_fresh_files_and_scores_what_is_shown(
+    stub: CompletionStub,
+) -> None:
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--json"]
+    options = ["--limit", "3", "--model", f"stub={stub.url}", "--delay", "0", "--delay", "0.5"]
+    options += ["--placement", "empty", "--placement", "indent"]
+    done = subprocess.run(
+        [*command, *options], capture_output=True, text=True, timeout=240, cwd=REPO_ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["trigger"] == "automatic" and data["tasks"] == 3
+    rows = {(r["placement"], r["delay_s"]): r for r in data["rows"]}
+    assert set(rows) == {("empty", 0.0), ("empty", 0.5), ("indent", 0.0), ("indent", 0.5)}
+    for row in rows.values():
+        assert row["trigger"] == "automatic" and row["tasks"] == 3
+        assert row["shown"] == 1.0 and row["timeouts"] == 0 and row["errors"] == 0
+        assert row["pass_at_1"] == pytest.approx(2 / 3, abs=1e-3)
+        assert row["right_when_shown"] == pytest.approx(2 / 3, abs=1e-3)
+        assert row["show_p50_ms"] > 0
+    results = data["results"]
+    assert len({r["path"] for r in results}) == len(results) == 12  # a new file every time
+    assert all(r["passed"] == (r["task_id"] != WRONG) for r in results)
+    # After auto-indent a dedented line is suggested from the line's start: the item's
+    # range covers the indentation before the cursor, and the applied line passes.
+    assert any(r["placement"] == "indent" and r["replaced"] > 0 and r["passed"] for r in results)
+    # Automatic requests: the stub saw one request per task, nothing invoked twice.
+    assert len(stub.prompts) >= 12
+
+
+@pytest.mark.network
+@pytest.mark.timeout(300)
+def test_typed_sends_a_keystroke_at_a_time_cancels_the_previous_request_and_scores_the_pause(
+    stub: CompletionStub,
+) -> None:
+    stub.delay_s = 0.3  # slower than a keystroke: each request is pending at the next one
+    options = EditorOptions(
+        trigger="typed",
+        models=[parse_model(f"stub={stub.url}", n_threads=None)],
+        limit=2,
+        delays=(0.0,),
+    )
+    run = run_editor(options)
+    (results,) = run.results.values()
+    assert [r.task_id for r in results] == [t.task_id for t in TASKS[:2]]
+    for result, task in zip(results, TASKS, strict=False):
+        line = task.answer.split("\n")[0].rstrip()
+        assert result.requests >= 2, "one request per keystroke"
+        # Each request takes 0.3 s, a keystroke comes every 0.125 s: the earlier ones were
+        # still pending (a busy machine may delay a keystroke past an answer now and then).
+        assert 1 <= result.cancels_sent <= result.requests - 1
+        assert result.shown and result.score.passed
+        # The suggestion is the rest of the line after what was typed.
+        assert line.endswith(result.suggestion or "-")
+        assert result.time_to_show_ms is not None and result.time_to_show_ms >= 300
+    (row,) = run.rows
+    assert (row.trigger, row.placement, row.delay_s) == ("typed", "typed", 0.0)
+    assert row.summary.cancels_sent == sum(r.cancels_sent for r in results)
+    assert "| stub | typed | typed | 0 | 2 | 1.00 | 1.00 |" in editor_table(run.rows)
+
+
+@pytest.mark.timeout(300)
+def test_a_server_that_cannot_load_its_model_fails_the_run_with_its_log(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.gguf"
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--limit", "1"]
+    done = subprocess.run(
+        [*command, "--model", str(missing), "--delay", "0"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 2
+    assert "server log:" in done.stderr and "server stderr" in done.stderr
+
+
+@pytest.mark.model
+@pytest.mark.timeout(300)
+def test_automatic_with_the_real_model(gemma_path: Path) -> None:
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--json"]
+    done = subprocess.run(
+        [*command, "--limit", "2", "--delay", "0"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    (row,) = data["rows"]
+    assert row["tasks"] == 2 and row["errors"] == 0 and row["delay_s"] == 0.0
+    assert row["empty"] + row["timeouts"] + round(row["shown"] * 2) == 2
