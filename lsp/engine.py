@@ -148,6 +148,21 @@ class Engine:
         self._lock = threading.Lock()
         # Files that crashed the model worker or the pipeline three times get no completions.
         self.quarantine = Quarantine()
+        # The file whose prompt the model thread is warming now (None: not warming).
+        self.warming: str | None = None
+        # Warm-ups run, stopped for a completion, and the prompt tokens they evaluated.
+        self.warm_stats = {"runs": 0, "stopped": 0, "evaluated": 0}
+        # Told (from any thread) whenever ``status`` or ``warming`` changes: the server
+        # pushes its state to the client from here.
+        self.on_change: Callable[[], None] | None = None
+
+    def _changed(self) -> None:
+        listener = self.on_change
+        if listener is not None:
+            try:
+                listener()
+            except Exception:  # a listener's fault must not stop a load or a warm-up
+                logger.exception("status listener failed")
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -159,6 +174,7 @@ class Engine:
             if self.backend is None:
                 self.status = ModelStatus(state="loading")
             # else the serving model goes on serving until its successor has loaded
+        self._changed()
         return asyncio.get_running_loop().run_in_executor(self._executor, self._load, generation)
 
     def _load(self, generation: int) -> None:
@@ -198,6 +214,7 @@ class Engine:
                 checkpoint=checkpoint,
             )
         logger.info("model %s ready in %.2fs", info.name, time.monotonic() - started)
+        self._changed()
 
     def _failed(self, error: ModelError, settings: ServerSettings, generation: int) -> None:
         with self._lock:
@@ -216,6 +233,7 @@ class Engine:
                 message = f"Apprentice: no completions: {error}. {fix_for(error, settings)}"
                 self.status = ModelStatus(state="error", error=str(error))
                 self._failed_at = time.monotonic()
+        self._changed()
         logger.error("%s", message)
         self.report("model", message)
 
@@ -350,12 +368,20 @@ class Engine:
         pipeline = self.pipeline
         if pipeline is None or seq != self._warm_seq or cancel.cancelled:
             return
+        self.warming = cursor.path
+        self._changed()
         try:
             usage = pipeline.warm(cursor, cancel)
         except ModelError as error:
             logger.warning("warming the prompt cache failed: %s", error)
             return
+        finally:
+            self.warming = None
+            self._changed()
         if usage is not None:
+            self.warm_stats["runs"] += 1
+            self.warm_stats["stopped"] += usage.finish_reason == "cancelled"
+            self.warm_stats["evaluated"] += usage.prompt_tokens_evaluated
             logger.info(
                 "warmed the prompt cache for %s: %d tokens (%d evaluated%s)",
                 cursor.path,
