@@ -162,6 +162,9 @@ class CompletionPipeline:
         warm = getattr(self.backend, "warm", None)
         if warm is None:
             return None
+        view = line_start(cursor) if self.settings.line_start else None
+        if view is not None:
+            cursor = view.cursor  # the prompt a completion here would send
         built = self.prompt(cursor, self._snippets(cursor), self.template())
         usage = warm(built.prompt, cancel) if cancel is not None else warm(built.prompt)
         assert isinstance(usage, Usage)
@@ -286,6 +289,9 @@ class CompletionPipeline:
             if not raw and stream.usage.finish_reason == "stop":
                 break  # the model's best guess is to stop here: sampled tries rarely beat it
             cut_short = stream.usage.finish_reason == "deadline"
+            if cut_short and settings.whole_lines:
+                # Out of time mid-line: the lines it finished, never a line cut short.
+                raw, cut_short = _complete_lines(raw), False
             form = self._first_passing(cursor, plan, raw, outcome, stages, cut=cut_short)
             if form is None:
                 continue
@@ -317,14 +323,25 @@ class CompletionPipeline:
         partial costs the user nothing when it fails. Returns (raw text, accepted form).
         """
         pieces: list[str] = []
+        whole = self.settings.whole_lines
         for piece in stream:
             pieces.append(piece)
-            if soft is None or time.monotonic() < soft or not piece.strip():
+            if soft is None or time.monotonic() < soft:
+                continue
+            if whole and "\n" not in piece:
+                continue  # only a line just completed is worth a look
+            if not whole and not piece.strip():
                 continue
             partial = "".join(pieces)
+            if whole:
+                partial = _complete_lines(partial)
+                if not partial.strip():
+                    continue
             # One check per piece (the longest balanced form), so checking keeps up with
             # generation; the shorter forms get their turn when generation ends.
-            form = self._first_passing(cursor, plan, partial, outcome, stages, cut=True, tries=1)
+            form = self._first_passing(
+                cursor, plan, partial, outcome, stages, cut=not whole, tries=1
+            )
             if form is not None:
                 stop_early.cancel()
                 for rest in stream:  # at most a token more: the worker stops at once
@@ -460,3 +477,9 @@ class CompletionPipeline:
         # The model's text (it may repeat the buffer's secrets) is for debugging only.
         logger.debug("completion #%d raw %r", request_id, raw[:200])
         return result
+
+
+def _complete_lines(text: str) -> str:
+    """The lines of a partial generation that are finished (up to its last line break)."""
+    end = text.rfind("\n")
+    return text[:end] if end >= 0 else ""

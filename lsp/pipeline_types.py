@@ -18,10 +18,17 @@ class PipelineSettings:
     temperature: float = 0.0
     candidates: int = 3
     sample_temperature: float = 0.6
-    # Past this, the first verified (balanced) partial generation is shown (None: no budget).
+    # Past this, a verified partial generation is shown early (None: no budget): its
+    # complete lines only (``whole_lines``), the rest of a block following on the next
+    # request; a line is never cut where it happened to parse.
     time_budget_s: float | None = None
     # A budgeted request stops generating here and shows what verifies (None: timeout_s).
+    # The server leaves it off: the editor cancels on the next keystroke, so a give-up
+    # only ever hits a person who stopped typing and waits.
     max_wait_s: float | None = None
+    # Early (past the time budget) only whole lines; off: any balanced partial, which
+    # rarely completes the line (0.22 vs 0.33 pass@1 on 60 HumanEval holes).
+    whole_lines: bool = True
     multiline: bool = True
     # Quality levers, each measured by ``apprentice eval`` (see the README's figures):
     # complete at the line start where the cursor sits in leading whitespace (dedent after

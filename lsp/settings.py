@@ -63,11 +63,14 @@ class CompletionSettings:
     max_tokens: int = 32
     max_tokens_multiline: int = 96
     candidates: int = 2
-    # From here on, the first verified partial generation is shown (llama.vim caps its first
-    # request at 250 ms; Continue shows what it has at 300 ms) ...
+    # From here on, the complete lines of a generation are shown as soon as they verify
+    # (llama.vim caps its first request at 250 ms; Continue shows what it has at 300 ms);
+    # a line is never cut short ...
     time_budget_ms: int = 150
-    # ... and here an automatic request stops generating and shows what verifies, if anything.
-    max_wait_ms: int = 700
+    # ... and (0: never) an automatic request gives up here. Off by default: the editor
+    # cancels the request on the next keystroke, so a give-up only hits a person who
+    # stopped typing and waits for the answer (a cold prompt takes 1-6 s on a laptop CPU).
+    max_wait_ms: int = 0
     # The most any request (an explicit one too) may take before generation stops.
     timeout_ms: int = 10000
     multiline: bool = True

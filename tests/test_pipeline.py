@@ -139,7 +139,7 @@ def test_balanced_cuts_end_where_brackets_close() -> None:
     assert balanced_cuts("x = a if b") == ["x = a if b", "x = a", "x"]  # never ends at "if"
 
 
-def test_a_generation_cut_by_the_budget_shows_its_longest_verified_form(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_past_the_budget_a_line_is_never_cut_where_it_happened_to_parse(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lint_bridge.api import CheckSettings
     from lint_bridge.verify import Verifier
     from lsp.pipeline import PipelineSettings
@@ -149,6 +149,47 @@ def test_a_generation_cut_by_the_budget_shows_its_longest_verified_form(tmp_path
     pipeline = CompletionPipeline(
         backend,
         PipelineSettings(time_budget_s=0.5, candidates=1),
+        verifier=Verifier(CheckSettings(ruff=False), workspace_root=tmp_path),
+    )
+    budgeted = pipeline.complete(Cursor("a.py", "python", text, len(text)))
+    assert budgeted.text == "json.load( f ) or {}"  # not "json.load", which also parses
+    assert budgeted.finish_reason != "deadline"
+
+
+def test_past_the_budget_the_first_whole_lines_of_a_block_are_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lint_bridge.api import CheckSettings
+    from lint_bridge.verify import Verifier
+    from lsp.pipeline import PipelineSettings
+
+    text = "def total(items):\n    "
+    body = "result = 0\n    for item in items:\n        result += item\n    return result\n"
+    backend = FakeBackend(respond=lambda p: body, token_delay=0.05)
+    pipeline = CompletionPipeline(
+        backend,
+        PipelineSettings(time_budget_s=0.01, candidates=1),
+        verifier=Verifier(CheckSettings(ruff=False), workspace_root=tmp_path),
+    )
+    result = pipeline.complete(Cursor("a.py", "python", text, len(text)))
+    assert result.finish_reason == "deadline"  # stopped early, at a line's end
+    assert result.text is not None and result.text.startswith("result = 0")
+    assert not result.text.endswith(("resu", "for", "for item"))  # whole lines only
+    assert result.text in body and body.startswith(result.text + "\n")
+    request = backend.requests[0]
+    assert request.cancel is not None and request.cancel.cancelled
+
+
+def test_the_old_budget_cut_partial_lines(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With ``whole_lines`` off (the budget before it), a generation cut by the budget
+    shows its longest verified balanced form."""
+    from lint_bridge.api import CheckSettings
+    from lint_bridge.verify import Verifier
+    from lsp.pipeline import PipelineSettings
+
+    text = "import json\n\n\ndef load(path):\n    with open(path) as f:\n        config = "
+    backend = FakeBackend(respond=lambda p: "json.load( f ) or {}\n", token_delay=0.3)
+    pipeline = CompletionPipeline(
+        backend,
+        PipelineSettings(time_budget_s=0.5, candidates=1, whole_lines=False),
         verifier=Verifier(CheckSettings(ruff=False), workspace_root=tmp_path),
     )
     budgeted = pipeline.complete(Cursor("a.py", "python", text, len(text)))
@@ -191,7 +232,7 @@ def test_past_the_budget_generation_goes_on_until_a_partial_verifies(tmp_path) -
     backend = FakeBackend(respond=lambda p: "(json .load( f )) + 1 + 2 + 3\n", token_delay=0.05)
     pipeline = CompletionPipeline(
         backend,
-        PipelineSettings(time_budget_s=0.01, max_wait_s=5.0, candidates=1),
+        PipelineSettings(time_budget_s=0.01, max_wait_s=5.0, candidates=1, whole_lines=False),
         verifier=Verifier(CheckSettings(ruff=False), workspace_root=tmp_path),
     )
     result = pipeline.complete(Cursor("a.py", "python", text, len(text)))
