@@ -80,7 +80,7 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         metavar="LEVER",
         help="add a row of the default pipeline with this lever off "
         "(line_start, code_over_comment, suffix_names, unused_imports, token_healing, "
-        "suffix_body, suffix_syntax, snippet_heads)",
+        "suffix_body, suffix_syntax, snippet_heads, whole_lines)",
     )
     parser.add_argument(
         "--with-lever",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from pygls.workspace import TextDocument
 from indexer.languages import language_for
 from lsp import uris
 from lsp.pipeline import Cursor
+
+logger = logging.getLogger(__name__)
 
 # Sorts after every other completion item: an AI guess never outranks the language server.
 AI_SORT_TEXT = "\uffff"
@@ -121,6 +124,29 @@ def range_of(doc: TextDocument, start: int, end: int) -> types.Range:
     return types.Range(
         start=doc.client_position_at_offset(start), end=doc.client_position_at_offset(end)
     )
+
+
+def cursor_notification(params: Any) -> tuple[str, types.Position] | None:
+    """(uri, position) of an ``apprentice/cursor`` notification; None when malformed."""
+    data = json_object(plain(params))
+    document, position = json_object(data.get("textDocument")), json_object(data.get("position"))
+    uri, line, character = document.get("uri"), position.get("line"), position.get("character")
+    if not isinstance(uri, str) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 for n in (line, character)
+    ):
+        logger.debug("ignoring a malformed %s notification", "apprentice/cursor")
+        return None
+    return uri, types.Position(line=line, character=character)
+
+
+def plain(value: Any) -> Any:
+    """A custom message's params as JSON data: pygls hands them over as named tuples."""
+    as_dict = getattr(value, "_asdict", None)
+    if isinstance(value, tuple) and callable(as_dict):
+        return {key: plain(item) for key, item in as_dict().items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
 
 
 def json_object(value: Any) -> dict[str, Any]:

@@ -33,6 +33,9 @@ SERVER_NAME = "apprentice"
 SERVER_VERSION = "0.1.0"
 REINDEX = "apprentice.reindex"
 STATUS = "apprentice.status"
+# Client -> server: where the cursor rests (a file became active, the cursor moved to
+# another line and stayed): the prompt for that place is warmed before the next keystroke.
+CURSOR = "apprentice/cursor"
 
 
 class ApprenticeServer(LanguageServer):
@@ -51,6 +54,7 @@ class ApprenticeServer(LanguageServer):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._progress_count = 0
         self._refused: set[str] = set()
+        self._warmed_at: tuple[str, int | None, int] | None = None
         self.main_loop: asyncio.AbstractEventLoop | None = None
         self.status_push = StatusPush(self)  # apprentice/status, sent as the state changes
 
@@ -227,6 +231,27 @@ class ApprenticeServer(LanguageServer):
 
     # -- completions ---------------------------------------------------------------------
 
+    def warm_ahead(self, uri: str, position: types.Position | None) -> None:
+        """Warm the prompt for a place the user is looking at (the end of the document when
+        the cursor is not known), in the background; a keystroke's request wins."""
+        doc = self.document(uri)
+        if self.engine is None or doc is None or self.refused(doc.uri):
+            return
+        if convert.document_language(doc) not in self.settings.languages:
+            return
+        if position is None:
+            position = doc.client_position_at_offset(len(doc.source))
+        place = (uris.document_key(doc.uri), doc.version, position.line)
+        if place == self._warmed_at:
+            return  # the same line of the same text: nothing new to evaluate
+        self._warmed_at = place
+        try:
+            cursor = convert.cursor_at(doc, position, self.root)
+        except convert.PositionError as error:
+            logger.debug("not warming: %s", error)
+            return
+        self.spawn(self.engine.warm(cursor))
+
     async def suggest(
         self, doc: TextDocument, position: types.Position, *, invoked: bool = False
     ) -> Suggestion | None:
@@ -280,6 +305,8 @@ class ApprenticeServer(LanguageServer):
         }
         if self.completions is not None:
             result.update(self.completions.stats.as_json())
+        if engine is not None:
+            result["warmups"] = dict(engine.warm_stats)
         result["quarantined"] = self._quarantined()
         return result
 
@@ -378,13 +405,13 @@ def build_server() -> ApprenticeServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: ApprenticeServer, params: types.DidOpenTextDocumentParams) -> None:
-        doc = ls.document(params.text_document.uri)
-        if ls.engine is None or doc is None or ls.refused(doc.uri):
-            return
-        if convert.document_language(doc) not in ls.settings.languages:
-            return
-        end = doc.client_position_at_offset(len(doc.source))
-        ls.spawn(ls.engine.warm(convert.cursor_at(doc, end, ls.root)))
+        ls.warm_ahead(params.text_document.uri, None)
+
+    @server.feature(CURSOR)
+    def cursor_rests(ls: ApprenticeServer, params: Any) -> None:
+        where = convert.cursor_notification(params)
+        if where is not None:
+            ls.warm_ahead(*where)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: ApprenticeServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -36,6 +36,7 @@ LEVERS = (
     "suffix_body",
     "suffix_syntax",
     "snippet_heads",
+    "whole_lines",
 )
 
 
