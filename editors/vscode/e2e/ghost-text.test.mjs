@@ -1,7 +1,10 @@
 // End to end in a real VS Code: the packaged extension, installed into code-server (VS Code's
 // workbench served to a browser), shows Apprentice's ghost text in a Python file while a
 // headless Chromium types, Tab accepts it into the buffer, and a ruff fix from the server is
-// offered and applied as a quick fix.
+// offered and applied as a quick fix. The status bar item follows the server's pushed
+// `apprentice/status` (nothing polls `apprentice.status`), the extension tells the server where
+// the cursor rests (`apprentice/cursor`), and an answer that comes seconds after the last
+// keystroke is still shown.
 //
 // Needs: CODE_SERVER_HOME (from scripts/install-code-server.sh), Debian's chromium, the
 // packaged apprentice.vsix, and APPRENTICE_PYTHON, a Python with Apprentice installed (the
@@ -102,6 +105,50 @@ function logs(folder) {
   return found.join('\n');
 }
 
+/** The server's log so far (the Apprentice output channel, which gets its stderr). */
+function serverLog(folder) {
+  const found = [];
+  const walk = (dir) => {
+    for (const name of readdirSync(dir)) {
+      const full = path.join(dir, name);
+      if (statSync(full).isDirectory()) {
+        walk(full);
+      } else if (name === 'Apprentice.log') {
+        found.push(readFileSync(full, 'utf8'));
+      }
+    }
+  };
+  if (existsSync(folder)) {
+    walk(folder);
+  }
+  return found.join('\n');
+}
+
+/** Waits until the server's log holds `pattern` (output channels are written lazily). */
+async function logged(folder, pattern, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(serverLog(folder))) {
+    if (Date.now() > deadline) {
+      return false;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return true;
+}
+
+/** The texts of the status bar items, for the Apprentice one (it has no stable DOM id). */
+async function statusBarTexts(page) {
+  const texts = await page.locator('.statusbar-item').allTextContents();
+  // Not the language client's own `$/progress` item ("Apprentice: indexing: files: 5/5").
+  return texts.map((text) => text.trim()).filter((text) => /^Apprentice$|model|Gemma|indexing|embedding/.test(text) && !text.startsWith('Apprentice:'));
+}
+
+/** Where the cursor is, as the status bar says ("Ln 47, Col 51"). */
+async function cursorPosition(page) {
+  const item = page.locator('.statusbar-item', { hasText: /^\s*Ln \d+, Col \d+/ }).first();
+  return ((await item.textContent()) ?? '').trim();
+}
+
 function workspace(root) {
   const folder = path.join(root, 'workspace');
   cpSync(SAMPLE_REPO, folder, { recursive: true });
@@ -113,7 +160,7 @@ function workspace(root) {
   return { folder, file, original: text };
 }
 
-function userSettings(root, userData) {
+function userSettings(root, userData, extra = {}) {
   const settings = {
     'apprentice.pythonPath': PYTHON,
     'apprentice.index.location': path.join(root, 'index'),
@@ -142,6 +189,7 @@ function userSettings(root, userData) {
     'chat.disableAIFeatures': true,
     'security.workspace.trust.enabled': false,
     'workbench.secondarySideBar.defaultVisibility': 'hidden',
+    ...extra,
   };
   // The browser is the "local" side and code-server the "remote" one: machine-scoped
   // settings (the interpreter, the index folder) are read from the Machine settings there.
@@ -151,12 +199,12 @@ function userSettings(root, userData) {
   }
 }
 
-test('ghost text from Apprentice in a real VS Code, accepted with Tab; a quick fix', { timeout: 600_000 }, async (t) => {
-  const reason = missing();
-  if (reason) {
-    t.skip(reason);
-    return;
-  }
+/**
+ * code-server with the packaged extension and `settings`, a headless Chromium on it, and
+ * shop/cart.py open in the editor once Apprentice's status bar item names the model (pushed
+ * by the server). Everything is torn down after the test.
+ */
+async function openCart(t, settings = {}) {
   const { chromium } = await import('playwright-core');
   const root = mkdtempSync(path.join(tmpdir(), 'apprentice-vscode-'));
   const userData = path.join(root, 'user-data');
@@ -169,7 +217,7 @@ test('ghost text from Apprentice in a real VS Code, accepted with Tab; a quick f
   const install = spawnSync(NODE, [ENTRY, ...common, '--install-extension', VSIX], { env, encoding: 'utf8', timeout: 120_000 });
   assert.equal(install.status, 0, `--install-extension failed:\n${install.stdout}\n${install.stderr}`);
   const { folder, file, original } = workspace(root);
-  userSettings(root, userData);
+  userSettings(root, userData, settings);
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -203,11 +251,18 @@ test('ghost text from Apprentice in a real VS Code, accepted with Tab; a quick f
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const logsFolder = path.join(userData, 'logs');
+  /** A failure with a screenshot, code-server's output and the server's log. */
+  const failure = async (error, name) => {
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, `-${name}-failure.png`) }).catch(() => {});
+    return new Error(`${String(error)}\ncode-server:\n${output.join('').slice(-3000)}\nlogs:\n${logs(logsFolder)}`);
+  };
+  const statusTexts = [];
   try {
     await page.goto(`${url}/?folder=${encodeURIComponent(folder)}`);
     await page.locator('.monaco-workbench').waitFor({ timeout: 120_000 });
 
-    // Open shop/cart.py through Quick Open, then type at its end.
+    // Open shop/cart.py through Quick Open.
     await page.locator('.monaco-workbench').click({ position: { x: 640, y: 400 } });
     await page.keyboard.press('Control+P');
     await page.locator('.quick-input-widget input').waitFor({ timeout: 30_000 });
@@ -217,23 +272,66 @@ test('ghost text from Apprentice in a real VS Code, accepted with Tab; a quick f
     const editor = page.locator('.editor-instance .monaco-editor').first();
     await editor.locator('.view-lines').waitFor({ timeout: 30_000 });
     // As a user would: wait until Apprentice's status bar item names the loaded model (the
-    // client is running and has opened the file), then type.
-    await page.locator('.statusbar-item', { hasText: 'Gemma 3 270m' }).first().waitFor({ timeout: 180_000 });
-    await editor.locator('.view-lines').click();
-    await page.keyboard.press('Control+End');
-    await page.keyboard.type(TYPED, { delay: 60 });
-
-    // Should the first answer be empty (a slow machine), type the last character again: each
-    // edit makes VS Code ask for an inline suggestion anew.
-    const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview').first();
+    // client is running and has opened the file). Nothing polls: each text the item shows on
+    // the way comes from an `apprentice/status` notification.
     const deadline = Date.now() + 180_000;
-    await ghost.waitFor({ timeout: 30_000 }).catch(() => {});
-    while (!(await ghost.isVisible())) {
-      assert.ok(Date.now() < deadline, 'no ghost text within 180 s');
-      await page.keyboard.press('Backspace');
-      await page.keyboard.type(TYPED.slice(-1));
-      await ghost.waitFor({ timeout: 30_000 }).catch(() => {});
+    while (!statusTexts.some((text) => text.includes('Gemma 3 270m'))) {
+      assert.ok(Date.now() < deadline, `the status bar never named the model; it showed ${JSON.stringify(statusTexts)}`);
+      for (const text of await statusBarTexts(page)) {
+        if (statusTexts[statusTexts.length - 1] !== text) {
+          statusTexts.push(text);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
+  } catch (error) {
+    throw await failure(error, 'start');
+  }
+  const editor = page.locator('.editor-instance .monaco-editor').first();
+  return { page, editor, folder, file, original, logsFolder, statusTexts, failure };
+}
+
+/**
+ * Types TYPED at the end of the file until ghost text shows (the first answer may be empty on
+ * a slow machine: each retyped last character makes VS Code ask anew); the ghost text's
+ * locator, the time of the last keystroke before it showed and the cursor then, and when it
+ * showed.
+ */
+async function typeUntilGhost(page, editor, waitMs) {
+  await editor.locator('.view-lines').click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(TYPED, { delay: 60 });
+  let lastKey = Date.now();
+  let typedAt = await cursorPosition(page);
+  const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview').first();
+  const deadline = Date.now() + 180_000;
+  await ghost.waitFor({ timeout: waitMs }).catch(() => {});
+  while (!(await ghost.isVisible())) {
+    assert.ok(Date.now() < deadline, 'no ghost text within 180 s');
+    await page.keyboard.press('Backspace');
+    await page.keyboard.type(TYPED.slice(-1));
+    lastKey = Date.now();
+    typedAt = await cursorPosition(page);
+    await ghost.waitFor({ timeout: waitMs }).catch(() => {});
+  }
+  return { ghost, lastKey, typedAt, shownAt: Date.now() };
+}
+
+test('ghost text from Apprentice in a real VS Code, accepted with Tab; a quick fix', { timeout: 600_000 }, async (t) => {
+  const reason = missing();
+  if (reason) {
+    t.skip(reason);
+    return;
+  }
+  const { page, editor, file, original, logsFolder, statusTexts, failure } = await openCart(t);
+  t.diagnostic(`status bar on the way: ${JSON.stringify(statusTexts)}`);
+  try {
+    // Before the model was ready the item said so (loading, or the index being built).
+    assert.ok(
+      statusTexts.some((text) => /loading model|indexing|embedding/.test(text)),
+      `the status bar never showed a busy state: ${JSON.stringify(statusTexts)}`,
+    );
+    const { ghost } = await typeUntilGhost(page, editor, 30_000);
     const shown = (await ghost.textContent())?.replace(/\u00a0/g, ' ') ?? '';
     assert.ok(shown.trim().length > 0, 'the ghost text is empty');
     // Apprentice's status bar item names the model and the last suggestion's time.
@@ -283,8 +381,43 @@ test('ghost text from Apprentice in a real VS Code, accepted with Tab; a quick f
     const fixed = readFileSync(file, 'utf8');
     assert.ok(!fixed.startsWith(UNUSED_IMPORT), `the import is still there: ${JSON.stringify(fixed.slice(0, 80))}`);
     assert.ok(fixed.endsWith(TYPED + accepted), 'the quick fix changed more than the import');
+
+    // The server's log (debug level) shows the pushes, the cursor the extension told it about,
+    // and no `apprentice.status` request: the status bar item never asked.
+    assert.ok(await logged(logsFolder, /Sending notification: 'apprentice\/status'/, 20_000), 'no apprentice/status in the server log');
+    assert.ok(await logged(logsFolder, /Notification 'apprentice\/cursor' received/, 20_000), 'no apprentice/cursor in the server log');
+    const log = serverLog(logsFolder);
+    assert.doesNotMatch(log, /Request 'workspace\/executeCommand' received/);
+    t.diagnostic(`apprentice/status sent ${log.match(/Sending notification: 'apprentice\/status'/g).length} times`);
   } catch (error) {
-    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-failure.png') }).catch(() => {});
-    throw new Error(`${String(error)}\ncode-server:\n${output.join('').slice(-3000)}\nlogs:\n${logs(path.join(userData, 'logs'))}`);
+    throw await failure(error, 'ghost-text');
+  }
+});
+
+test('an answer that comes seconds after the last keystroke is shown', { timeout: 600_000 }, async (t) => {
+  const reason = missing();
+  if (reason) {
+    t.skip(reason);
+    return;
+  }
+  // The server waits 2.5 s after a request before asking the model: every answer is late.
+  const DEBOUNCE_MS = 2500;
+  const settings = { 'apprentice.completion.debounceMs': DEBOUNCE_MS, 'apprentice.index.enabled': false };
+  const { page, editor, failure } = await openCart(t, settings);
+  try {
+    const { ghost, lastKey, shownAt, typedAt } = await typeUntilGhost(page, editor, 60_000);
+    const late = shownAt - lastKey;
+    t.diagnostic(`ghost text ${late} ms after the last keystroke`);
+    assert.ok(late >= DEBOUNCE_MS - 100, `shown ${late} ms after the last keystroke: the answer was not late`);
+    // The cursor did not move while the answer was on its way.
+    assert.equal(await cursorPosition(page), typedAt);
+    const line = editor.locator('.view-line', { hasText: TYPED }).first();
+    assert.ok(((await line.textContent()) ?? '').replace(/\u00a0/g, ' ').startsWith(`        ${TYPED}`));
+    const shown = (await ghost.textContent())?.replace(/\u00a0/g, ' ') ?? '';
+    assert.ok(shown.trim().length > 0, 'the ghost text is empty');
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-late.png') });
+    t.diagnostic(`late ghost text: ${JSON.stringify(shown)}`);
+  } catch (error) {
+    throw await failure(error, 'late');
   }
 });
