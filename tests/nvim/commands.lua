@@ -46,7 +46,7 @@ end
 local function commands(apprentice)
   local bufnr = start(apprentice)
   report.statusline_first = apprentice.statusline(bufnr)
-  -- The statusline names the model once the status poll sees it loaded.
+  -- The statusline names the model once the server pushes that it has loaded.
   report.statusline_ready = H.wait_until('the statusline to name the model', 90000, function()
     local text = apprentice.statusline(bufnr)
     return text:find('Gemma') and text

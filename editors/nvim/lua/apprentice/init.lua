@@ -8,6 +8,7 @@
 local M = {}
 
 local status = require('apprentice.status')
+local cursor = require('apprentice.cursor')
 
 --- Name of the client and of its `vim.lsp.config` entry.
 M.name = 'apprentice'
@@ -211,8 +212,9 @@ function M.toggle(on)
   vim.notify('Apprentice: suggestions ' .. (on and 'on' or 'off'), vim.log.levels.INFO)
 end
 
---- A statusline component: the model, indexing progress and the last latency, or '' where
---- Apprentice does not serve the buffer. `%{v:lua.require'apprentice'.statusline()}`.
+--- A statusline component: the model, indexing progress and the last latency (from the
+--- server's `apprentice/status` notifications), or '' where Apprentice does not serve the
+--- buffer. `%{v:lua.require'apprentice'.statusline()}`.
 ---@param bufnr? integer
 ---@return string
 function M.statusline(bufnr)
@@ -291,6 +293,18 @@ local function as_json_objects(value)
   return copy
 end
 
+--- Where `apprentice/cursor` finds the buffer's client, and whether suggestions are on (off:
+--- the server is not asked to prepare prompts either).
+---@type apprentice.CursorSource
+local cursor_source = {
+  client = function(bufnr)
+    return M.client(bufnr)
+  end,
+  enabled = function()
+    return M.enabled
+  end,
+}
+
 --- Registers the server and the buffer-local behaviour. Safe to call again to change options.
 ---@param opts? table overrides of `M.defaults`, merged deeply
 function M.setup(opts)
@@ -312,6 +326,12 @@ function M.setup(opts)
   M.options = options
 
   local settings = as_json_objects(options.settings)
+  -- The server pushes its state (`apprentice/status`) whenever it changes: the statusline
+  -- follows it, nothing polls.
+  local handlers = { [status.METHOD] = status.handler }
+  local function on_exit(_, _, client_id)
+    status.forget(client_id)
+  end
   local config = {
     name = M.name,
     cmd = options.cmd,
@@ -319,6 +339,8 @@ function M.setup(opts)
     root_markers = options.root_markers,
     init_options = settings,
     settings = { apprentice = settings },
+    handlers = handlers,
+    on_exit = on_exit,
   }
 
   vim.api.nvim_clear_autocmds({ group = augroup })
@@ -338,6 +360,8 @@ function M.setup(opts)
           root_dir = vim.fs.root(args.buf, options.root_markers),
           init_options = settings,
           settings = config.settings,
+          handlers = handlers,
+          on_exit = on_exit,
         }, { bufnr = args.buf })
       end,
     })
@@ -357,9 +381,7 @@ function M.setup(opts)
         map_keys(args.buf, options.keys)
       end
       apply(args.buf, M.enabled)
-      status.watch(client, function(c, method, params, handler)
-        return request(c, method, params, handler)
-      end)
+      cursor.attach(args.buf, cursor_source)
     end,
   })
   vim.api.nvim_create_autocmd('LspDetach', {
@@ -368,16 +390,7 @@ function M.setup(opts)
       local client = vim.lsp.get_client_by_id(args.data.client_id)
       if client and client.name == M.name then
         turned_on[args.buf] = nil
-      end
-    end,
-  })
-  vim.api.nvim_create_autocmd('LspProgress', {
-    group = augroup,
-    callback = function(args)
-      local client = vim.lsp.get_client_by_id(args.data.client_id)
-      local params = args.data.params
-      if client and client.name == M.name and type(params) == 'table' then
-        status.progress(client.id, params.value)
+        cursor.detach(args.buf)
       end
     end,
   })
