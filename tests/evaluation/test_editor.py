@@ -9,8 +9,10 @@ so these tests check the driver, not a model. One short run with the real model 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,3 +240,50 @@ def test_automatic_with_the_real_model(gemma_path: Path) -> None:
     (row,) = data["rows"]
     assert row["tasks"] == 2 and row["errors"] == 0 and row["delay_s"] == 0.0
     assert row["empty"] + row["timeouts"] + round(row["shown"] * 2) == 2
+
+
+def _children(parent: int) -> list[int]:
+    """Processes whose parent is ``parent`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[1] == str(parent):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.network
+@pytest.mark.timeout(300)
+def test_ctrl_c_shuts_the_server_down(stub: CompletionStub) -> None:
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--limit", "3"]
+    run = subprocess.Popen(
+        [*command, "--delay", "5", "--model", stub.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    deadline = time.monotonic() + 120
+    while not stub.prompts and time.monotonic() < deadline:  # the server is up: it warms
+        time.sleep(0.05)
+    server = _children(run.pid)
+    assert server, "the server is a child of the run"
+    everything = server + [pid for parent in server for pid in _children(parent)]
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 1 and "interrupted" in err
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in everything) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in everything if _running(pid)], "the server and its workers exit"
