@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from lsprotocol import types
 from pygls.workspace import TextDocument
@@ -131,12 +131,15 @@ def cursor_notification(params: Any) -> tuple[str, types.Position] | None:
     data = json_object(plain(params))
     document, position = json_object(data.get("textDocument")), json_object(data.get("position"))
     uri, line, character = document.get("uri"), position.get("line"), position.get("character")
-    if not isinstance(uri, str) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 for n in (line, character)
-    ):
+    if not isinstance(uri, str) or not _position_number(line) or not _position_number(character):
         logger.debug("ignoring a malformed %s notification", "apprentice/cursor")
         return None
     return uri, types.Position(line=line, character=character)
+
+
+def _position_number(value: object) -> TypeGuard[int]:
+    """A line or character an LSP position can hold (a uinteger)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 
 def plain(value: Any) -> Any:
