@@ -20,6 +20,8 @@ class BackendSettings:
     n_threads: int | None = None
     n_gpu_layers: int = 0
     request_timeout: float = 30.0
+    # Memory for llama.cpp KV snapshots of earlier prompts (0: none).
+    snapshot_mb: int = 256
     # What model_path names, already resolved and verified (resolve_model); None: resolved
     # here from model_path and lora_path under the signature policy below.
     resolved: ResolvedModel | None = None
@@ -59,6 +61,7 @@ def create_backend(settings: BackendSettings) -> Backend:
         n_ctx=n_ctx,
         n_threads=settings.n_threads,
         n_gpu_layers=settings.n_gpu_layers,
+        snapshot_mb=settings.snapshot_mb,
         loras=tuple((lora.path, lora.scale) for lora in resolved.loras),
         stops=resolved.stops,
         fim_declared=resolved.fim_declared,

@@ -61,6 +61,9 @@ class LlamaConfig:
     # A worker silent this long past a request's deadline, or after a cancel, is stuck
     # (in llama.cpp, between two checks that never come): it is killed and restarted.
     stuck_after: float = 10.0
+    # Memory for KV snapshots of earlier prompts (model.kv_snapshots), restored when the
+    # user returns to a file instead of evaluating its prompt again; 0 turns them off.
+    snapshot_mb: int = 256
 
 
 class _Worker:
@@ -158,7 +161,8 @@ class LlamaCppBackend:
 
     Requests are serialised (one ``Llama`` must never be used from two threads);
     the worker keeps the previous prompt's tokens, so a prompt sharing a prefix
-    with the last one only evaluates its new tail.
+    with the last one only evaluates its new tail, and snapshots of earlier prompts
+    (``snapshot_mb``), so a prompt coming back to one of them does too.
     """
 
     def __init__(self, config: LlamaConfig, *, python: str | None = None) -> None:
@@ -207,6 +211,7 @@ class LlamaCppBackend:
             "n_threads_batch": self.config.n_threads_batch or threads,
             "n_gpu_layers": self.config.n_gpu_layers,
             "n_batch": self.config.n_batch,
+            "snapshot_bytes": _snapshot_bytes(self.config.snapshot_mb),
             "loras": [[str(path), scale] for path, scale in loras],
             "markers": sorted(markers),
         }
@@ -354,6 +359,23 @@ class LlamaCppBackend:
                 raise ModelError(f"reading the prompt cache failed: {reply.get('error')}")
             return int(reply["cached"]), int(reply["total"])
 
+    def snapshot_stats(self) -> dict[str, Any]:
+        """The worker's KV snapshots (``model.kv_snapshots``): count, bytes, limit_bytes,
+        restores, saves, tokens_saved (prompt tokens restores spared), evictions, and the
+        milliseconds all saves and restores took.
+
+        Waits for a running request (the worker answers in order) but starts no worker:
+        with none running there are no snapshots.
+        """
+        with self._lock:
+            worker = self._worker
+            if worker is None or not worker.alive():
+                return _no_snapshots(self.config.snapshot_mb)
+            reply = self._call(worker, {"op": "snapshots"}, timeout=30)
+            if "snapshots" not in reply:
+                raise ModelError(f"reading the KV snapshots failed: {reply.get('error')}")
+            return dict(reply["snapshots"])
+
     def complete(self, request: CompletionRequest) -> CompletionStream:
         """Start a generation in the worker; the stream holds the backend until it ends."""
         usage = Usage()
@@ -445,6 +467,21 @@ class LlamaCppBackend:
             if reply.get("id") == request_id and ("done" in reply or "error" in reply):
                 return
         worker.process.kill()
+
+
+def _snapshot_bytes(snapshot_mb: int) -> int:
+    return max(0, snapshot_mb) * 1024 * 1024
+
+
+def _no_snapshots(snapshot_mb: int) -> dict[str, Any]:
+    """What ``snapshot_stats`` reports while no worker runs."""
+    counters = ("count", "bytes", "restores", "saves", "tokens_saved", "evictions")
+    return {
+        **dict.fromkeys(counters, 0),
+        "limit_bytes": _snapshot_bytes(snapshot_mb),
+        "save_ms": 0.0,
+        "restore_ms": 0.0,
+    }
 
 
 def _encode(prompt: Sequence[str | SpecialToken]) -> list[list[str]]:

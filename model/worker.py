@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
+from model.kv_snapshots import KvSnapshots
+
 logger = logging.getLogger(__name__)
 
 _EXIT = {"op": "exit"}
@@ -99,6 +101,8 @@ class _Engine:
         self._set_adapters([(str(p), float(s)) for p, s in options.get("loras") or []])
         self._vocab = self.llm._model.vocab
         self.markers = self._single_token_markers(options.get("markers", []))
+        # Earlier prompts' KV state, restored when a prompt comes back to them (0: off).
+        self.snapshots = KvSnapshots(self.llm, llama_cpp, int(options.get("snapshot_bytes", 0)))
 
     def _set_adapters(self, loras: list[tuple[str, float]]) -> None:
         """Apply LoRA adapters, each at its own scale (``Llama`` itself takes only one)."""
@@ -253,6 +257,8 @@ class _Engine:
         common = self._cached_prefix(target)
         if common == len(target):
             return 0, None
+        # Another file or region: keep the live state, or bring back one kept earlier.
+        common = self.snapshots.before_prefill(target, common)
         self.llm.n_tokens = common
         done = 0
         for start in range(common, len(target), _PREFILL_CHUNK):
@@ -326,9 +332,13 @@ class _Engine:
         }
 
     def cached(self, message: dict[str, Any]) -> dict[str, Any]:
-        """How many leading tokens of a prompt the KV cache holds, and the prompt's length."""
+        """How many leading tokens of a prompt the KV cache holds, and the prompt's length.
+
+        A snapshot counts as cached: restoring it costs milliseconds, not a prefill.
+        """
         tokens = self.tokens_for(message["prompt"])
-        return {"cached": self._cached_prefix(tokens), "total": len(tokens)}
+        held = max(self._cached_prefix(tokens), self.snapshots.best_prefix(tokens))
+        return {"cached": held, "total": len(tokens)}
 
 
 class _EvalCounter:
@@ -425,6 +435,8 @@ def serve(stdin: IO[str], out: IO[str]) -> int:
                 protocol.send({"id": request_id, "done": True, "usage": usage})
             elif op == "cached":
                 protocol.send({"id": request_id, **engine.cached(message)})
+            elif op == "snapshots":
+                protocol.send({"id": request_id, "snapshots": engine.snapshots.stats()})
             else:
                 raise ValueError(f"unknown op {op!r}")
         except Exception as error:
