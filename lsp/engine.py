@@ -66,6 +66,7 @@ def backend_settings(settings: ServerSettings) -> BackendSettings:
         n_gpu_layers=model.gpu_layers,
         trusted_keys=model.trusted_keys,
         require_signature=model.require_signature,
+        snapshot_mb=model.snapshot_memory_mb,
     )
 
 
@@ -152,6 +153,9 @@ class Engine:
         self.warming: str | None = None
         # Warm-ups run, stopped for a completion, and the prompt tokens they evaluated.
         self.warm_stats = {"runs": 0, "stopped": 0, "evaluated": 0}
+        # The worker's KV snapshots as last read on the model thread (status never waits
+        # for the model: a generation holds it).
+        self.snapshots: dict[str, object] = {}
         # Told (from any thread) whenever ``status`` or ``warming`` changes: the server
         # pushes its state to the client from here.
         self.on_change: Callable[[], None] | None = None
@@ -332,6 +336,7 @@ class Engine:
             result = pipeline.complete(cursor, cancel=cancel, budget=budget, started=started)
             if self.on_result is not None:
                 self.on_result(result)
+            self._executor.submit(self._read_snapshots)  # after this answer, not before
             if pipeline.cold.take_warm() == cursor.path:
                 # It was served from a small first prompt: the full one is warmed next,
                 # unless a completion comes first.
@@ -378,6 +383,7 @@ class Engine:
         finally:
             self.warming = None
             self._changed()
+        self._read_snapshots()
         if usage is not None:
             self.warm_stats["runs"] += 1
             self.warm_stats["stopped"] += usage.finish_reason == "cancelled"
@@ -389,6 +395,16 @@ class Engine:
                 usage.prompt_tokens_evaluated,
                 ", stopped for a completion" if usage.finish_reason == "cancelled" else "",
             )
+
+    def _read_snapshots(self) -> None:
+        """On the model thread, between requests: the worker's KV snapshot figures."""
+        read = getattr(self.backend, "snapshot_stats", None)
+        if not callable(read):
+            return
+        try:
+            self.snapshots = dict(read())
+        except ModelError as error:
+            logger.debug("no KV snapshot figures: %s", error)
 
     def describe_backend(self) -> str:
         """The backend in words (the serving one), for ``apprentice.status``."""

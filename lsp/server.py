@@ -307,6 +307,7 @@ class ApprenticeServer(LanguageServer):
             result.update(self.completions.stats.as_json())
         if engine is not None:
             result["warmups"] = dict(engine.warm_stats)
+            result["snapshots"] = dict(engine.snapshots)
         result["quarantined"] = self._quarantined()
         return result
 
