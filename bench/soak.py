@@ -31,16 +31,9 @@ from typing import Any
 
 from lsprotocol import types as lsp
 
+from bench.lsp_client import EditorClient, drain, initialize_params, process_of, status
 from bench.traces.keystrokes import build_trace
-from bench.typing_trace import (
-    DEFAULT_TRACE,
-    Replay,
-    TraceClient,
-    _drain,
-    _initialize_params,
-    _process,
-    _status,
-)
+from bench.typing_trace import DEFAULT_TRACE, Replay
 
 # Bounds (stated in the README): the whole server, model worker included.
 MAX_RSS_MIB = 1536
@@ -74,6 +67,10 @@ class Soak:
     rounds: int = 0
     switches: int = 0
     failures: list[str] = field(default_factory=list)
+    # The server's KV snapshots and warm-ups (apprentice.status), read after every round.
+    snapshots: dict[str, Any] = field(default_factory=dict)
+    peak_snapshot_mib: float = 0.0
+    warmups: dict[str, Any] = field(default_factory=dict)
 
 
 def _children(pid: int) -> list[int]:
@@ -128,7 +125,7 @@ def two_branches(root: Path) -> list[Path]:
     return [package / "suppliers.py", stock]
 
 
-async def _switch(client: TraceClient, root: Path, branch: str, touched: list[Path]) -> None:
+async def _switch(client: EditorClient, root: Path, branch: str, touched: list[Path]) -> None:
     proc = await asyncio.create_subprocess_exec("git", "-C", str(root), "checkout", "-q", branch)
     if await proc.wait() != 0:
         raise RuntimeError(f"git checkout {branch} failed")
@@ -151,18 +148,18 @@ async def run(args: argparse.Namespace, workdir: Path, log: Path) -> Soak:
     path = root / source.relative_to(source.parent.parent)
     trace = build_trace(source.read_text(), cps=args.cps, seed=args.seed)
     soak = Soak()
-    client = TraceClient()
+    client = EditorClient()
     await client.start_io(sys.executable, "-m", "lsp.cli", "serve")
-    process = _process(client)
+    process = process_of(client)
     assert process is not None
-    drain = asyncio.create_task(_drain(process.stderr, log))
+    copying = asyncio.create_task(drain(process.stderr, log))
     started = time.monotonic()
     try:
         options = {
             "index": {"location": str(workdir / "index"), "embeddings": args.embeddings},
             "completion": {"debounceMs": 25},
         }
-        params = _initialize_params(root, options)
+        params = initialize_params(root, options)
         assert params.capabilities.workspace is None
         params.capabilities.workspace = lsp.WorkspaceClientCapabilities(
             did_change_watched_files=lsp.DidChangeWatchedFilesClientCapabilities(
@@ -172,7 +169,7 @@ async def run(args: argparse.Namespace, workdir: Path, log: Path) -> Soak:
         await client.initialize_async(params)
         client.initialized(lsp.InitializedParams())
         # Typing starts as soon as the model answers; indexing goes on in the background.
-        while (await _status(client)).get("model", {}).get("state") != "ready":
+        while (await status(client)).get("model", {}).get("state") != "ready":
             if time.monotonic() - started > args.ready_timeout:
                 raise TimeoutError("the model did not load")
             await asyncio.sleep(0.25)
@@ -181,6 +178,7 @@ async def run(args: argparse.Namespace, workdir: Path, log: Path) -> Soak:
         sampler = asyncio.create_task(_sample(process.pid, started, soak, end))
         version = 1
         while time.monotonic() < end:
+            looked_at = await _look_around(client, path)
             uri = path.as_uri()
             item = lsp.TextDocumentItem(
                 uri=uri, language_id="python", version=version, text=trace.initial
@@ -199,8 +197,15 @@ async def run(args: argparse.Namespace, workdir: Path, log: Path) -> Soak:
                     next_switch = time.monotonic() + args.switch_every
             await asyncio.gather(typing, return_exceptions=True)
             await asyncio.sleep(1.0)  # the last answers of this round
-            client.text_document_did_close(
-                lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri=uri))
+            for other in [uri, *looked_at]:
+                client.text_document_did_close(
+                    lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri=other))
+                )
+            found = await status(client)
+            soak.snapshots = found.get("snapshots") or {}
+            soak.warmups = found.get("warmups") or {}
+            soak.peak_snapshot_mib = max(
+                soak.peak_snapshot_mib, int(soak.snapshots.get("bytes", 0)) / 2**20
             )
             soak.rounds += 1
             soak.requests += len(replay.sent)
@@ -221,8 +226,27 @@ async def run(args: argparse.Namespace, workdir: Path, log: Path) -> Soak:
             process.kill()
             await process.wait()
         await client.stop()
-        await drain
+        await copying
     return soak
+
+
+async def _look_around(client: EditorClient, typed: Path) -> list[str]:
+    """Open the package's other modules and rest the cursor in each, as a person reading
+    them before typing: the server warms their prompts and keeps KV snapshots of them."""
+    uris = []
+    for other in sorted(typed.parent.glob("*.py")):
+        if other == typed or not other.exists():
+            continue
+        text = other.read_text(encoding="utf-8")
+        uri = other.as_uri()
+        item = lsp.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+        client.text_document_did_open(lsp.DidOpenTextDocumentParams(item))
+        line = text.count("\n") // 2
+        where = {"textDocument": {"uri": uri}, "position": {"line": line, "character": 0}}
+        client.protocol.notify("apprentice/cursor", where)
+        uris.append(uri)
+        await asyncio.sleep(1.5)
+    return uris
 
 
 async def _sample(pid: int, started: float, soak: Soak, end: float) -> None:
@@ -258,6 +282,11 @@ def judge(soak: Soak, log_text: str) -> dict[str, Any]:
             failures.append(f"open descriptors grew by {fd_growth} after warm-up")
     if not soak.requests:
         failures.append("no request was sent")
+    limit_mib = int(soak.snapshots.get("limit_bytes", 0)) / 2**20
+    if limit_mib and soak.peak_snapshot_mib > limit_mib:
+        failures.append(
+            f"KV snapshots held {soak.peak_snapshot_mib:.0f} MiB (bound {limit_mib:.0f})"
+        )
     return {
         "seconds": samples[-1].at_s if samples else 0,
         "rounds": soak.rounds,
@@ -280,6 +309,14 @@ def judge(soak: Soak, log_text: str) -> dict[str, Any]:
             "peak": peak_fds,
             "growth": fd_growth,
         },
+        "snapshots": {
+            "count": soak.snapshots.get("count"),
+            "peak_mib": round(soak.peak_snapshot_mib, 1),
+            "limit_mib": round(limit_mib, 1),
+            "restores": soak.snapshots.get("restores"),
+            "tokens_saved": soak.snapshots.get("tokens_saved"),
+        },
+        "warmups": soak.warmups,
         "bounds": {
             "rss_mib": MAX_RSS_MIB,
             "rss_growth_mib": MAX_RSS_GROWTH_MIB,
@@ -332,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"descriptors warm/end/peak {fds['warm']}/{fds['end']}/{fds['peak']} "
             f"(bound {MAX_FDS}, growth {fds['growth']} of {MAX_FD_GROWTH})"
+        )
+        snaps, warmups = report["snapshots"], report["warmups"]
+        print(
+            f"KV snapshots peak {snaps['peak_mib']} MiB of {snaps['limit_mib']} "
+            f"({snaps['count']} kept, {snaps['restores']} restores sparing "
+            f"{snaps['tokens_saved']} prompt tokens); warm-ups {warmups.get('runs')} "
+            f"({warmups.get('stopped')} stopped for a keystroke, "
+            f"{warmups.get('evaluated')} tokens)"
         )
         for failure in report["failures"]:
             print(f"FAIL: {failure}")

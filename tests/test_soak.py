@@ -24,6 +24,10 @@ def test_a_short_soak_stays_within_bounds(
     assert code == 0
     assert report["requests"] > 0 and report["branch_switches"] >= 2
     assert report["error_rate"] == 0
+    # The other modules were looked at: their prompts warmed, their KV state kept in bounds.
+    assert report["warmups"]["runs"] > 0
+    assert report["snapshots"]["count"] and report["snapshots"]["peak_mib"] > 0
+    assert report["snapshots"]["peak_mib"] <= report["snapshots"]["limit_mib"]
 
 
 def test_the_judge_catches_what_it_bounds() -> None:
@@ -34,6 +38,9 @@ def test_the_judge_catches_what_it_bounds() -> None:
     assert "1 request(s) failed" in failures
     assert "error line" in failures
     assert "RSS grew" in failures and "descriptors grew" in failures
+    hoarding = soak.Soak(requests=10, peak_snapshot_mib=300.0)
+    hoarding.snapshots = {"limit_bytes": 256 * 2**20}
+    assert "KV snapshots held 300 MiB" in " | ".join(soak.judge(hoarding, "")["failures"])
     calm = soak.Soak(requests=10)
     calm.samples = [soak.Sample(float(i), 500.0, 12) for i in range(10)]
     assert soak.judge(calm, "2026-01-01 00:00:00,000 INFO lsp.server: fine\n")["failures"] == []
