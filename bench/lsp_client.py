@@ -27,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUEST_CANCELLED = -32800
 STATUS_COMMAND = "apprentice.status"
 STATUS_NOTIFICATION = "apprentice/status"  # the server's pushed state, for a status bar
+# What Apprentice's editor clients send where the cursor rests (the server warms there).
+CURSOR_NOTIFICATION = "apprentice/cursor"
 # The server's index states that mean "still working" (the others: off, ready, error).
 INDEX_BUSY = {"waiting", "indexing", "embedding"}
 # How long a clean shutdown may take before the process is terminated (then killed).

@@ -24,7 +24,14 @@ from pygls.lsp.client import LanguageClient
 from bench.evaluation.metrics import Score
 from bench.evaluation.runner import score_completed
 from bench.evaluation.shown import ShownResult
-from bench.lsp_client import first_item, item_text, offset_at, position_at, process_of
+from bench.lsp_client import (
+    CURSOR_NOTIFICATION,
+    first_item,
+    item_text,
+    offset_at,
+    position_at,
+    process_of,
+)
 from model.holes import EditorView, HoleTask, Placement, place, typed_start
 from model.sandbox import SandboxLimits
 
@@ -125,6 +132,15 @@ class EditorSession:
         self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(item))
         return uri
 
+    def _cursor_rests(self, uri: str, text: str, offset: int) -> None:
+        """``apprentice/cursor``, as Apprentice's VS Code and Neovim clients send it when a
+        document becomes active: the server warms the prompt for that place."""
+        position = position_at(text, offset)
+        where = {"line": position.line, "character": position.character}
+        self.client.protocol.notify(
+            CURSOR_NOTIFICATION, {"textDocument": {"uri": uri}, "position": where}
+        )
+
     def _close(self, uri: str) -> None:
         identifier = lsp.TextDocumentIdentifier(uri=uri)
         self.client.text_document_did_close(lsp.DidCloseTextDocumentParams(identifier))
@@ -169,6 +185,7 @@ class EditorSession:
         view = place(task, placement)
         path = self._path_for(task)
         uri = self._open(path, view.text)
+        self._cursor_rests(uri, view.text, view.offset)
         try:
             await asyncio.sleep(delay_s)
             request = self._ask(uri, view.text, view.offset)
@@ -188,6 +205,7 @@ class EditorSession:
             raise AssertionError(f"{task.task_id}: the keystrokes do not reach the typed text")
         path = self._path_for(task)
         uri = self._open(path, start.text)
+        self._cursor_rests(uri, start.text, start.offset)
         text, cursor, cancels = start.text, start.offset, 0
         try:
             await asyncio.sleep(delay_s)
