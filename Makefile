@@ -126,8 +126,8 @@ bench: $(STAMP)
 # CPU (STUDENT_DEVICE=cuda on a GPU), then copy the adapter, the dataset card and the
 # training log into model/student/. Work and step checkpoints stay in STUDENT_WORK, so an
 # interrupted run resumes. About half an hour on a 2-core CPU (1,000 steps: 22-26 min):
-# run it on purpose, never from CI. `apprentice eval --model base --model student` decides
-# whether it becomes the default (model.checkpoint.DEFAULT_IS_STUDENT).
+# run it on purpose, never from CI. `apprentice eval --trigger invoked --model base --model
+# student` decides whether it becomes the default (model.checkpoint.DEFAULT_IS_STUDENT).
 STUDENT_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/student-work
 STUDENT_STEPS ?= 1000
 STUDENT_DEVICE ?= cpu

@@ -1,6 +1,8 @@
 """``apprentice eval``: suggestion quality and cost through the full pipeline.
 
-The harness lives in ``bench/evaluation``; this module only parses the command line and
+By default (``--trigger automatic``) what an editor shows at a pause, from a real server;
+``--trigger invoked`` calls the pipeline directly (ablations, levers, verification). The
+harness lives in ``bench/evaluation``; this module only parses the command line and
 prints. One JSON object on stdout with ``--json``, Markdown tables otherwise; progress
 goes to stderr on a terminal.
 """
@@ -13,13 +15,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Options that only the invoked path has (they vary the pipeline, not the editor): with
+# no --trigger they pick it, since the editor run (the default) would have to refuse them.
+INVOKED_ONLY = (
+    "--ablations",
+    "--with-lever",
+    "--without-lever",
+    "--as-typed",
+    "--candidates",
+    "--verification",
+)
+DEFAULT_CANDIDATES = 2
+
 
 def add_commands(commands: Any, model_commands: Any) -> None:
     """Register ``apprentice eval``."""
     from model.holes import LINE_PLACEMENTS
 
     parser = commands.add_parser(
-        "eval", help="measure suggestion quality and cost (HumanEval infilling, repositories)"
+        "eval",
+        help="measure suggestion quality and cost (HumanEval infilling, repositories); by "
+        "default what an editor shows at a pause",
     )
     parser.add_argument(
         "--suite",
@@ -40,7 +56,7 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         metavar="SPEC",
         help="[LABEL=]default | base | student | MODEL.gguf | BASE.gguf+LORA.gguf | "
         "CHECKPOINT_DIR | NAME[@VERSION] | http(s)://host:port/v1[#model]; repeat to "
-        "compare (ratios are to the first)",
+        "compare (invoked: ratios to the first)",
     )
     parser.add_argument("--limit", type=int, default=150, help="tasks (default 150; 0: all)")
     parser.add_argument("--seed", type=int, default=0, help="task sampling seed (default 0)")
@@ -48,17 +64,19 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "--placement",
         action="append",
         choices=list(LINE_PLACEMENTS),
-        help="where the cursor is for whole-line holes (default: all three for HumanEval, "
-        "indent for repositories)",
+        help="where the cursor is for whole-line holes (default: empty for automatic; all "
+        "three for HumanEval and indent for repositories when invoked)",
     )
     parser.add_argument(
         "--trigger",
-        default="invoked",
-        choices=["invoked", "automatic", "typed"],
-        help="invoked (default): the pipeline called directly, an explicit request on a warm "
-        "prompt; automatic: each task a freshly opened file in a real `apprentice serve`, one "
-        "automatic request after the reading delay; typed: the hole's line typed from its "
-        "auto-indent, 8 keystrokes a second, and what is shown at the pause",
+        choices=["automatic", "typed", "invoked"],
+        help="automatic (the default: what an editor shows at a pause is the headline "
+        "measure): each task a freshly opened file in a real `apprentice serve`, one automatic "
+        "request after the reading delay; typed: the hole's line typed from its auto-indent, 8 "
+        "keystrokes a second, and what is shown at the pause; invoked: the pipeline called "
+        "directly, an explicit request on a warm prompt (the default when an invoked-only "
+        "option is given: "
+        f"{', '.join(INVOKED_ONLY)})",
     )
     parser.add_argument(
         "--delay",
@@ -71,14 +89,14 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     parser.add_argument(
         "--ablations",
         action="store_true",
-        help="raw model, + context, + candidates and verification, everything",
+        help="invoked: raw model, + context, + candidates and verification, everything",
     )
     parser.add_argument(
         "--without-lever",
         action="append",
         default=[],
         metavar="LEVER",
-        help="add a row of the default pipeline with this lever off "
+        help="invoked: add a row of the default pipeline with this lever off "
         "(line_start, code_over_comment, suffix_names, unused_imports, token_healing, "
         "suffix_body, suffix_syntax, snippet_heads, whole_lines)",
     )
@@ -87,7 +105,8 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         action="append",
         default=[],
         metavar="LEVER",
-        help="add a row of the default pipeline with this lever on (one that is off by default)",
+        help="invoked: add a row of the default pipeline with this lever on (one that is off "
+        "by default)",
     )
     parser.add_argument(
         "--heldout-of",
@@ -110,9 +129,13 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     parser.add_argument(
         "--as-typed",
         action="store_true",
-        help="apply the server's time budget for automatic requests (default: the user asked)",
+        help="invoked: apply the server's time budget for automatic requests (default: the "
+        "user asked)",
     )
-    parser.add_argument("--candidates", type=int, default=2, help="(default 2, as the server)")
+    # None, not the value itself, when not given: giving one picks the invoked path.
+    parser.add_argument(
+        "--candidates", type=int, help=f"invoked: (default {DEFAULT_CANDIDATES}, as the server)"
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -123,10 +146,9 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     parser.add_argument(
         "--verification",
         type=int,
-        default=0,
         metavar="N",
-        help="HumanEval: verify and run N candidates per task, to measure the verifier's "
-        "precision and recall against the tests",
+        help="invoked, HumanEval: verify and run N candidates per task, to measure the "
+        "verifier's precision and recall against the tests",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--output", help="also write the JSON (every task) to this file")
@@ -141,10 +163,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from model.hardware import interactive_threads
     from model.holes import LINE_PLACEMENTS
 
+    trigger = choose_trigger(args)
     threads = args.n_threads or interactive_threads()
     models = [parse_model(spec, n_threads=threads) for spec in args.model or ["default"]]
-    if args.trigger != "invoked":
-        return _cmd_editor(args, models)
+    if trigger != "invoked":
+        return _cmd_editor(args, trigger, models)
+    candidates = DEFAULT_CANDIDATES if args.candidates is None else args.candidates
     if args.delay:
         raise ValueError("--delay applies to --trigger automatic or typed")
     options = EvalOptions(
@@ -156,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         placements=args.placement or (("indent",) if args.suite == "repo" else LINE_PLACEMENTS),
         timeout_s=args.timeout or 30.0,
         variants=variants_for(
-            args.candidates,
+            candidates,
             ablate=args.ablations,
             without=args.without_lever,
             repository=args.suite == "repo",
@@ -170,8 +194,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cross_file_only=args.cross_file_only,
         embed=not args.no_embed,
         as_typed=args.as_typed,
-        candidates=args.candidates,
-        verification_samples=args.verification,
+        candidates=candidates,
+        verification_samples=args.verification or 0,
     )
     bar = ProgressBar()
     result = run(options, progress=bar if bar.enabled else _log_lines)
@@ -181,6 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "limit": options.limit,
         "seed": args.seed,
         "tasks": result.tasks,
+        "trigger": "invoked",
         "as_typed": args.as_typed,
         **result.as_json(),
     }
@@ -198,30 +223,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_editor(args: argparse.Namespace, models: list[Any]) -> int:
+def choose_trigger(args: argparse.Namespace) -> str:
+    """The run's trigger: ``--trigger``, else automatic (what an editor shows at a pause is
+    the headline measure), else invoked where an invoked-only option asks for the pipeline
+    itself; that choice is said on stderr, so a table of the other kind is no surprise."""
+    given = [flag for flag in INVOKED_ONLY if _given(args, flag)]
+    if args.trigger is None:
+        if not given:
+            return "automatic"
+        sys.stderr.write(f"{given[0]} measures the pipeline directly: --trigger invoked\n")
+        return "invoked"
+    if args.trigger != "invoked" and given:
+        raise ValueError(f"{given[0]} applies to --trigger invoked only")
+    return str(args.trigger)
+
+
+def _given(args: argparse.Namespace, flag: str) -> bool:
+    """Whether ``flag`` was on the command line (store_true off, append empty, else None)."""
+    value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+    return value is not None and value is not False and value != []
+
+
+def _cmd_editor(args: argparse.Namespace, trigger: str, models: list[Any]) -> int:
     """``--trigger automatic|typed``: a real server, freshly opened files, what is shown."""
     from bench.evaluation.editor import DEFAULT_DELAYS, EditorOptions, ServerRunError, run_editor
     from bench.evaluation.report import editor_table
     from lsp.progress import ProgressBar
 
-    invoked_only = {
-        "--ablations": args.ablations,
-        "--without-lever": args.without_lever,
-        "--with-lever": args.with_lever,
-        "--as-typed": args.as_typed,
-        "--candidates": args.candidates != 2,
-        "--verification": args.verification,
-    }
-    for flag, given in invoked_only.items():
-        if given:
-            raise ValueError(f"{flag} applies to --trigger invoked only")
     placements = args.placement or ["empty"]
-    if args.trigger == "typed" and args.placement:
+    if trigger == "typed" and args.placement:
         raise ValueError("--trigger typed types from the auto-indent; --placement does not apply")
     if "typed" in placements:
-        raise ValueError("--placement typed: use --trigger typed (the characters are typed)")
+        # The invoked run has a typed placement (the characters in the buffer at once).
+        raise ValueError(
+            "--placement typed: use --trigger typed (the characters are typed) "
+            "or --trigger invoked (already in the buffer)"
+        )
     options = EditorOptions(
-        trigger=args.trigger,
+        trigger=trigger,
         suite=args.suite,
         models=models,
         limit=args.limit or None,
@@ -252,7 +291,7 @@ def _cmd_editor(args: argparse.Namespace, models: list[Any]) -> int:
         "limit": options.limit,
         "seed": args.seed,
         "tasks": result.tasks,
-        "trigger": args.trigger,
+        "trigger": trigger,
         "delays_s": list(options.delays),
         **result.as_json(),
     }

@@ -1,10 +1,11 @@
 """``apprentice eval --trigger automatic|typed``: what a person sees at a pause, from a server.
 
-The invoked evaluation (runner.py) calls the pipeline directly, an explicit request on a
-warm prompt. An editor differs: every task here is a freshly opened file in one real
-``apprentice serve`` subprocess (its default settings; driven over stdio by pygls's
-client, bench/lsp_client.py), and requests are *automatic* (triggerKind 2), as an editor
-sends them while a person types.
+Automatic is ``apprentice eval``'s default: what an editor shows is the headline measure.
+The invoked evaluation (``--trigger invoked``, runner.py) calls the pipeline directly, an
+explicit request on a warm prompt. An editor differs: every task here is a freshly
+opened file in one real ``apprentice serve`` subprocess (its default settings; driven over
+stdio by pygls's client, bench/lsp_client.py), and requests are *automatic* (triggerKind
+2), as an editor sends them while a person types.
 
 - ``automatic``: open the file, wait the reading delay, send one automatic request at the
   placement's cursor and wait for its answer.

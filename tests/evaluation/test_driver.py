@@ -84,8 +84,9 @@ def test_the_right_answers_pass_and_wrong_ones_fail() -> None:
 
 @pytest.mark.model
 def test_cli_runs_humaneval_and_a_repository_with_the_real_model(tmp_path: Path) -> None:
-    """``apprentice eval`` end to end: real model, real sandbox, real index."""
-    command = [sys.executable, "-m", "lsp.cli", "eval", "--limit", "2", "--json"]
+    """``apprentice eval --trigger invoked`` end to end: real model, real sandbox, real index."""
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "invoked", "--json"]
+    command += ["--limit", "2"]
     done = subprocess.run(
         [*command, "--placement", "indent"], capture_output=True, text=True, timeout=600
     )

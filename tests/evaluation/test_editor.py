@@ -1,5 +1,6 @@
 """``apprentice eval --trigger automatic|typed``: a real ``apprentice serve``, freshly opened
-files, automatic requests, typing with cancel-previous, and what was shown scored.
+files, automatic requests, typing with cancel-previous, and what was shown scored; and which
+trigger a command line gets (automatic by default, invoked for the invoked-only options).
 
 The server runs as a subprocess; its model is the OpenAI-compatible stub of
 tests/openai_stub.py (``model.remoteUrl``), answering each HumanEval hole from its prompt,
@@ -146,12 +147,72 @@ def stub() -> Iterator[CompletionStub]:
         yield server
 
 
+def _trigger(*argv: str) -> str:
+    """The trigger ``apprentice eval ARGV`` runs with (nothing is run)."""
+    from lsp.cli import build_parser
+    from lsp.cli_eval import choose_trigger
+
+    return choose_trigger(build_parser().parse_args(["eval", *argv]))
+
+
+def test_no_trigger_is_automatic_unless_an_invoked_only_option_asks_for_the_pipeline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _trigger() == "automatic"
+    assert _trigger("--placement", "indent", "--delay", "0", "--suite", "repo") == "automatic"
+    assert capsys.readouterr().err == ""
+    invoked_only = {
+        "--ablations": [],
+        "--with-lever": ["suffix_names"],
+        "--without-lever": ["line_start"],
+        "--as-typed": [],
+        "--candidates": ["2"],  # the default value, given: still the invoked path's option
+        "--verification": ["0"],
+    }
+    for flag, values in invoked_only.items():
+        assert _trigger(flag, *values) == "invoked", flag
+        said = capsys.readouterr().err
+        assert said == f"{flag} measures the pipeline directly: --trigger invoked\n"
+    # An explicit trigger is taken as it is, and says nothing.
+    assert _trigger("--trigger", "invoked", "--ablations") == "invoked"
+    assert _trigger("--trigger", "typed") == "typed"
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("trigger", ["automatic", "typed"])
+def test_an_editor_trigger_with_an_invoked_only_option_is_refused_in_one_line(
+    trigger: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsp.cli import main
+
+    assert main(["eval", "--trigger", trigger, "--ablations", "--limit", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == "apprentice: --ablations applies to --trigger invoked only\n"
+    assert main(["eval", "--trigger", trigger, "--candidates", "2"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "apprentice: --candidates applies to --trigger invoked only"
+    ]
+
+
+def test_the_typed_placement_without_a_trigger_names_both_runs_that_have_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lsp.cli import main
+
+    # Invoked places the characters in the buffer; the typed trigger types them: the
+    # default (automatic) has neither, and guessing which one was meant would surprise.
+    assert main(["eval", "--placement", "typed"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "--trigger typed" in line and "--trigger invoked" in line
+
+
 @pytest.mark.network
 @pytest.mark.timeout(300)
 def test_automatic_through_the_cli_opens_fresh_files_and_scores_what_is_shown(
     stub: CompletionStub,
 ) -> None:
-    command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--json"]
+    # No --trigger: automatic is the default.
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--json"]
     options = ["--limit", "3", "--model", f"stub={stub.url}", "--delay", "0", "--delay", "0.5"]
     options += ["--placement", "empty", "--placement", "indent"]
     done = subprocess.run(
@@ -176,6 +237,25 @@ def test_automatic_through_the_cli_opens_fresh_files_and_scores_what_is_shown(
     assert any(r["placement"] == "indent" and r["replaced"] > 0 and r["passed"] for r in results)
     # Automatic requests: the stub saw one request per task, nothing invoked twice.
     assert len(stub.prompts) >= 12
+
+
+@pytest.mark.network
+@pytest.mark.timeout(300)
+def test_an_invoked_only_option_runs_the_pipeline_directly_and_says_so(
+    stub: CompletionStub,
+) -> None:
+    command = [sys.executable, "-m", "lsp.cli", "eval", "--candidates", "1", "--json"]
+    options = ["--limit", "2", "--placement", "empty", "--model", f"stub={stub.url}"]
+    done = subprocess.run(
+        [*command, *options], capture_output=True, text=True, timeout=240, cwd=REPO_ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--candidates measures the pipeline directly: --trigger invoked\n" in done.stderr
+    data = json.loads(done.stdout)
+    assert data["trigger"] == "invoked" and data["tasks"] == 2
+    (row,) = data["rows"]
+    assert (row["variant"], row["placement"], row["tasks"]) == ("default pipeline", "empty", 2)
+    assert "delay_s" not in row and "latency_p50_ms" in row  # the invoked table, not shown rates
 
 
 @pytest.mark.network
