@@ -40,7 +40,7 @@ from model.api import (
 )
 from model.breaker import CircuitBreaker
 from model.factory import BackendSettings, create_backend
-from model.hardware import interactive_threads
+from model.hardware import interactive_threads, physical_cores
 from model.prompt import Snippet
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ def backend_settings(settings: ServerSettings) -> BackendSettings:
         remote_model=model.remote_model,
         n_ctx=model.context_length,
         n_threads=model.threads or interactive_threads(),
+        # Unless the user fixed the threads: every core while the others idle (a pause).
+        n_threads_max=model.threads or physical_cores(),
         n_gpu_layers=model.gpu_layers,
         trusted_keys=model.trusted_keys,
         require_signature=model.require_signature,
@@ -416,4 +418,6 @@ class Engine:
                 return f"remote {serving.remote_url} (not answering: {paused})"
             return f"remote {serving.remote_url}"
         threads = serving.n_threads or interactive_threads()
-        return f"llama.cpp ({serving.model_path or 'embedded default model'}, {threads} thread(s))"
+        most = max(threads, serving.n_threads_max or threads)
+        count = f"{threads} thread(s)" if most == threads else f"{threads}-{most} threads"
+        return f"llama.cpp ({serving.model_path or 'embedded default model'}, {count})"

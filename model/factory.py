@@ -18,6 +18,8 @@ class BackendSettings:
     remote_model: str | None = None
     n_ctx: int = 4096
     n_threads: int | None = None
+    # Threads while the machine's other cores are idle (None: n_threads always).
+    n_threads_max: int | None = None
     n_gpu_layers: int = 0
     request_timeout: float = 30.0
     # Memory for llama.cpp KV snapshots of earlier prompts (0: none).
@@ -60,6 +62,7 @@ def create_backend(settings: BackendSettings) -> Backend:
         model_path=resolved.gguf,
         n_ctx=n_ctx,
         n_threads=settings.n_threads,
+        n_threads_max=settings.n_threads_max,
         n_gpu_layers=settings.n_gpu_layers,
         snapshot_mb=settings.snapshot_mb,
         loras=tuple((lora.path, lora.scale) for lora in resolved.loras),

@@ -48,6 +48,8 @@ class LlamaConfig:
     n_ctx: int = 4096
     n_threads: int | None = None
     n_threads_batch: int | None = None
+    # Threads while the machine's other cores are idle (None: ``n_threads`` always).
+    n_threads_max: int | None = None
     n_gpu_layers: int = 0
     lora_path: Path | None = None
     n_batch: int = 512
@@ -209,6 +211,7 @@ class LlamaCppBackend:
             "n_ctx": min(self.config.n_ctx, gguf.context_length or self.config.n_ctx),
             "n_threads": threads,
             "n_threads_batch": self.config.n_threads_batch or threads,
+            "n_threads_max": max(threads, self.config.n_threads_max or threads),
             "n_gpu_layers": self.config.n_gpu_layers,
             "n_batch": self.config.n_batch,
             "snapshot_bytes": _snapshot_bytes(self.config.snapshot_mb),

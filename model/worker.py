@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from model.kv_snapshots import KvSnapshots
+from model.spare_cores import SpareCores
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,19 @@ class _Engine:
         self.markers = self._single_token_markers(options.get("markers", []))
         # Earlier prompts' KV state, restored when a prompt comes back to them (0: off).
         self.snapshots = KvSnapshots(self.llm, llama_cpp, int(options.get("snapshot_bytes", 0)))
+        # More threads while the machine's other cores are idle (model.spare_cores).
+        low = int(options["n_threads"])
+        self.cores = SpareCores(low, int(options.get("n_threads_max") or low))
+        self._threads = (low, kwargs["n_threads_batch"])
+
+    def _use_threads(self) -> None:
+        """Before a llama.cpp step: the threads the machine can give it now."""
+        wanted = self.cores.threads()
+        if self.cores.high == self.cores.low:
+            return  # fixed by the user (model.threads): as loaded
+        if (wanted, wanted) != self._threads:
+            self._llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, wanted, wanted)
+            self._threads = (wanted, wanted)
 
     def _set_adapters(self, loras: list[tuple[str, float]]) -> None:
         """Apply LoRA adapters, each at its own scale (``Llama`` itself takes only one)."""
@@ -267,6 +281,7 @@ class _Engine:
             if deadline is not None and time.monotonic() > deadline:
                 return done, "deadline"
             chunk = target[start : start + _PREFILL_CHUNK]
+            self._use_threads()
             self.llm.eval(chunk)
             done += len(chunk)
         return done, None
@@ -285,6 +300,7 @@ class _Engine:
         """Yield (finish reason or None, decoded text) per sampled token."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         temperature = float(message.get("temperature", 0.0))
+        self._use_threads()
         generator = self.llm.generate(
             tokens,
             temp=temperature,
@@ -295,6 +311,7 @@ class _Engine:
         )
         try:
             for token in generator:
+                self._use_threads()  # the next token's step: the machine may have changed
                 if inbox.is_cancelled(request_id):
                     yield "cancelled", ""
                     return
