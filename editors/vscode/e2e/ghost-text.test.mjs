@@ -164,10 +164,8 @@ function userSettings(root, userData, extra = {}) {
   const settings = {
     'apprentice.pythonPath': PYTHON,
     'apprentice.index.location': path.join(root, 'index'),
-    // About the editor, not speed: no soft budget and a generous limit, so a slow shared
-    // machine still gets its suggestion.
-    'apprentice.completion.timeBudgetMs': 0,
-    'apprentice.completion.maxWaitMs': 60000,
+    // The server's own budgets (an automatic request is never given up while the person
+    // waits); only the overall limit is generous, for a slow shared machine.
     'apprentice.completion.timeoutMs': 60000,
     // Debug: on a failure the server's side of each request is in the log shown.
     'apprentice.logLevel': 'debug',
