@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import math
 import os
 import platform
 import shlex
@@ -32,6 +31,7 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
+from bench.evaluation.metrics import percentile
 from bench.lsp_client import REQUEST_CANCELLED, item_text, serve, status, wait_ready
 from bench.traces.keystrokes import Keystroke, Trace, agrees, build_trace
 
@@ -71,15 +71,6 @@ class Pause:
     seen: str  # suggestion | empty | late | cancelled | error
     latency_ms: float | None
     agrees: bool = False
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None without values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = math.ceil(q / 100 * len(ordered))
-    return ordered[max(0, min(len(ordered), rank) - 1)]
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any], group: str, key: str) -> int:

@@ -13,7 +13,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.evaluation.repo import RepoSource
 
 # Options that only the invoked path has (they vary the pipeline, not the editor): with
 # no --trigger they pick it, since the editor run (the default) would have to refuse them.
@@ -186,13 +189,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             repository=args.suite == "repo",
             with_=args.with_lever,
         ),
-        repo=Path(args.repo) if args.repo else None,
-        package=args.package,
-        heldout_of=Path(args.heldout_of) if args.heldout_of else None,
-        holes_per_file=args.holes_per_file,
-        kinds=tuple(args.kinds.split(",")) if args.kinds else (),
-        cross_file_only=args.cross_file_only,
-        embed=not args.no_embed,
+        source=repo_source(args),
         as_typed=args.as_typed,
         candidates=candidates,
         verification_samples=args.verification or 0,
@@ -267,13 +264,7 @@ def _cmd_editor(args: argparse.Namespace, trigger: str, models: list[Any]) -> in
         seed=args.seed,
         placements=placements,
         delays=args.delay or DEFAULT_DELAYS,
-        repo=Path(args.repo) if args.repo else None,
-        package=args.package,
-        heldout_of=Path(args.heldout_of) if args.heldout_of else None,
-        holes_per_file=args.holes_per_file,
-        kinds=tuple(args.kinds.split(",")) if args.kinds else (),
-        cross_file_only=args.cross_file_only,
-        embed=not args.no_embed,
+        source=repo_source(args),
         n_threads=args.n_threads,
         answer_timeout_s=args.timeout,
     )
@@ -310,3 +301,18 @@ def _log_lines(stage: str, done: int, total: int) -> None:
     if done == total or (done % step == 0 and done):
         sys.stderr.write(f"{stage}: {done}/{total}\n")
         sys.stderr.flush()
+
+
+def repo_source(args: argparse.Namespace) -> RepoSource:
+    """``--suite repo``'s options, as both runs take them."""
+    from bench.evaluation.repo import RepoSource
+
+    return RepoSource(
+        repo=Path(args.repo) if args.repo else None,
+        package=args.package,
+        heldout_of=Path(args.heldout_of) if args.heldout_of else None,
+        holes_per_file=args.holes_per_file,
+        kinds=tuple(args.kinds.split(",")) if args.kinds else (),
+        cross_file_only=args.cross_file_only,
+        embed=not args.no_embed,
+    )

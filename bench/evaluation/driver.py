@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.evaluation import humaneval
+from bench.evaluation.repo import RepoSource
 from bench.evaluation.report import Row
 from bench.evaluation.runner import (
     Progress,
@@ -27,7 +28,6 @@ from bench.evaluation.runner import (
 from bench.evaluation.verification import VerificationStudy, study
 from lsp.pipeline_types import PipelineSettings
 from model.api import Backend
-from model.distill.dataset import heldout_paths
 from model.factory import BackendSettings, create_backend
 from model.holes import LINE_PLACEMENTS, HoleTask, Placement, placements_for
 from model.sandbox import SandboxLimits
@@ -74,14 +74,7 @@ class EvalOptions:
     seed: int = 0
     placements: Sequence[Placement] = LINE_PLACEMENTS
     variants: Sequence[Variant] = ()
-    repo: Path | None = None
-    package: str | None = None  # --suite repo on an installed package's source
-    # --suite repo: cut holes only from the files this distilled dataset held out.
-    heldout_of: Path | None = None
-    holes_per_file: int = 2
-    kinds: Sequence[str] = ()
-    cross_file_only: bool = False
-    embed: bool = True
+    source: RepoSource = field(default_factory=RepoSource)  # --suite repo
     as_typed: bool = False
     # Quality should not depend on how busy the machine is: a generous limit per request
     # (the server's own is completion.timeoutMs, 10 s).
@@ -177,23 +170,10 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
     suite = None
     with tempfile.TemporaryDirectory(prefix="apprentice-eval-") as scratch:
         if options.suite == "repo":
-            from bench.evaluation.repo import package_repository, prepare
-            from model.repo_tasks import KINDS
+            from bench.evaluation.repo import prepare_source
 
-            repo = options.repo
-            if options.package is not None:
-                repo = package_repository(options.package, Path(scratch))
-            if repo is None:
-                raise ValueError("--suite repo needs --repo PATH or --package NAME")
-            suite = prepare(
-                repo,
-                limit=options.limit,
-                seed=options.seed,
-                kinds=options.kinds or KINDS,
-                cross_file_only=options.cross_file_only,
-                embed=options.embed,
-                only_paths=heldout_paths(options.heldout_of) if options.heldout_of else None,
-                per_file=options.holes_per_file,
+            suite = prepare_source(
+                options.source, Path(scratch), limit=options.limit, seed=options.seed
             )
             tasks, workspace = suite.tasks, suite.workspace
         else:

@@ -34,6 +34,7 @@ from typing import Any
 from bench.evaluation import humaneval
 from bench.evaluation.driver import ModelSpec
 from bench.evaluation.editor_session import KEYSTROKE_S, EditorSession, failed
+from bench.evaluation.repo import RepoSource
 from bench.evaluation.report import EditorRow
 from bench.evaluation.runner import Progress
 from bench.evaluation.shown import ShownResult, summarize_shown
@@ -70,13 +71,7 @@ class EditorOptions:
     seed: int = 0
     placements: Sequence[Placement] = ("empty",)  # automatic; typed is indent -> typed
     delays: Sequence[float] = DEFAULT_DELAYS
-    repo: Path | None = None
-    package: str | None = None
-    heldout_of: Path | None = None
-    holes_per_file: int = 2
-    kinds: Sequence[str] = ()
-    cross_file_only: bool = False
-    embed: bool = True
+    source: RepoSource = field(default_factory=RepoSource)  # --suite repo
     n_threads: int | None = None  # model.threads; None: the server's default
     answer_timeout_s: float | None = None  # None: completion.timeoutMs + ANSWER_MARGIN_S
     keystroke_s: float = KEYSTROKE_S
@@ -182,24 +177,13 @@ def run_editor(options: EditorOptions, progress: Progress | None = None) -> Edit
     keep = False  # the scratch folder stays when the server failed: its log is named
     try:
         if options.suite == "repo":
-            from bench.evaluation.repo import package_repository, prepare
-            from model.distill.dataset import heldout_paths
-            from model.repo_tasks import KINDS
+            from bench.evaluation.repo import prepare_source
 
-            repo = options.repo
-            if options.package is not None:
-                repo = package_repository(options.package, scratch)
-            if repo is None:
-                raise ValueError("--suite repo needs --repo PATH or --package NAME")
-            suite = prepare(
-                repo,
+            suite = prepare_source(
+                options.source,
+                scratch,
                 limit=options.limit,
                 seed=options.seed,
-                kinds=options.kinds or KINDS,
-                cross_file_only=options.cross_file_only,
-                embed=options.embed,
-                only_paths=heldout_paths(options.heldout_of) if options.heldout_of else None,
-                per_file=options.holes_per_file,
                 index=False,  # the server indexes the masked copy itself, as it would
             )
             tasks, root = suite.tasks, suite.copy
@@ -241,7 +225,7 @@ async def _run_model(
         spec,
         index_dir=scratch / "index",
         index=options.suite == "repo",
-        embed=options.embed,
+        embed=options.source.embed,
         n_threads=options.n_threads,
     )
     async with serve(root, settings, log, command=options.server_command) as client:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import keyword
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -70,3 +72,12 @@ def score(expected: str, got: str, *, empty: bool, callee: str | None = None) ->
         empty=empty,
         callee_named=names_callee(got, callee) if callee else None,
     )
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = math.ceil(q / 100 * len(ordered))
+    return ordered[max(0, min(len(ordered), rank) - 1)]

@@ -27,6 +27,46 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RepoSource:
+    """Which repository ``--suite repo`` cuts holes from, and which holes."""
+
+    repo: Path | None = None
+    package: str | None = None  # an installed package's source instead (e.g. git)
+    # Cut holes only from the files this distilled dataset held out.
+    heldout_of: Path | None = None
+    holes_per_file: int = 2
+    kinds: Sequence[str] = ()  # () : every kind
+    cross_file_only: bool = False
+    embed: bool = True
+
+
+def prepare_source(
+    source: RepoSource, scratch: Path, *, limit: int | None, seed: int, index: bool = True
+) -> RepoSuite:
+    """The tasks of ``source`` and its masked copy (indexed here unless ``index`` is False:
+    a real server indexes it itself)."""
+    from model.distill.dataset import heldout_paths
+    from model.repo_tasks import KINDS
+
+    repo = source.repo
+    if source.package is not None:
+        repo = package_repository(source.package, scratch)
+    if repo is None:
+        raise ValueError("--suite repo needs --repo PATH or --package NAME")
+    return prepare(
+        repo,
+        limit=limit,
+        seed=seed,
+        kinds=source.kinds or KINDS,
+        cross_file_only=source.cross_file_only,
+        embed=source.embed,
+        only_paths=heldout_paths(source.heldout_of) if source.heldout_of else None,
+        per_file=source.holes_per_file,
+        index=index,
+    )
+
+
 @dataclass
 class RepoSuite:
     """The tasks, and the masked, indexed copy they are completed in."""

@@ -9,11 +9,10 @@ request (the last keystroke's, when typing) to its answer, over shown answers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.evaluation.metrics import Score
+from bench.evaluation.metrics import Score, percentile
 
 # What became of a task's request: items (a non-blank suggestion), empty (an answer with
 # nothing to show), timeout (no answer in time), error (the request failed, or a bug).
@@ -90,15 +89,6 @@ class ShownSummary:
 
     def as_json(self) -> dict[str, object]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(self).items()}
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None without values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = math.ceil(q / 100 * len(ordered))
-    return ordered[max(0, min(len(ordered), rank) - 1)]
 
 
 def summarize_shown(results: Sequence[ShownResult]) -> ShownSummary:
