@@ -41,6 +41,8 @@ MAX_RSS_MIB = 1536
 # index and the lint caches fill up) to the end.
 MAX_RSS_GROWTH_MIB = 128
 WARM_UP_FRACTION = 0.4
+# Samples between two readings of the KV snapshots' size (a status request each).
+SNAPSHOT_EVERY = 5
 MAX_FDS = 256
 MAX_FD_GROWTH = 16
 ERROR_MARKERS = (" ERROR ", "Traceback (most recent call last)", " CRITICAL ")
@@ -53,6 +55,9 @@ class Sample:
     at_s: float
     rss_mib: float
     fds: int
+    # The KV snapshots the model worker held then (apprentice.status, read every few
+    # seconds): memory it may take up to model.snapshotMemoryMb, bounded on its own.
+    snapshot_mib: float = 0.0
 
 
 @dataclass
@@ -175,7 +180,7 @@ async def run(args: argparse.Namespace, workdir: Path, log: Path) -> Soak:
             await asyncio.sleep(0.25)
         end = time.monotonic() + args.duration
         branch, next_switch = "main", time.monotonic() + args.switch_every
-        sampler = asyncio.create_task(_sample(process.pid, started, soak, end))
+        sampler = asyncio.create_task(_sample(client, process.pid, started, soak, end))
         version = 1
         while time.monotonic() < end:
             looked_at = await _look_around(client, path)
@@ -249,9 +254,16 @@ async def _look_around(client: EditorClient, typed: Path) -> list[str]:
     return uris
 
 
-async def _sample(pid: int, started: float, soak: Soak, end: float) -> None:
+async def _sample(client: EditorClient, pid: int, started: float, soak: Soak, end: float) -> None:
+    snapshot_mib = 0.0
     while time.monotonic() < end:
-        soak.samples.append(sample(pid, started))
+        if len(soak.samples) % SNAPSHOT_EVERY == 0:
+            found = await status(client)
+            snapshot_mib = int((found.get("snapshots") or {}).get("bytes", 0)) / 2**20
+            soak.peak_snapshot_mib = max(soak.peak_snapshot_mib, snapshot_mib)
+        reading = sample(pid, started)
+        reading.snapshot_mib = round(snapshot_mib, 1)
+        soak.samples.append(reading)
         await asyncio.sleep(1.0)
 
 
@@ -273,11 +285,17 @@ def judge(soak: Soak, log_text: str) -> dict[str, Any]:
     if peak_fds > MAX_FDS:
         failures.append(f"{peak_fds} open descriptors (bound {MAX_FDS})")
     rss_growth = fd_growth = None
+    snapshot_growth = None
     if warm is not None and last is not None:
         rss_growth = round(last.rss_mib - warm.rss_mib, 1)
         fd_growth = last.fds - warm.fds
-        if rss_growth > MAX_RSS_GROWTH_MIB:
-            failures.append(f"RSS grew {rss_growth:.0f} MiB after warm-up")
+        # The KV snapshots fill up to their own bound (checked below); the rest must not grow.
+        snapshot_growth = round(last.snapshot_mib - warm.snapshot_mib, 1)
+        if rss_growth - snapshot_growth > MAX_RSS_GROWTH_MIB:
+            failures.append(
+                f"RSS grew {rss_growth:.0f} MiB after warm-up "
+                f"({rss_growth - snapshot_growth:.0f} besides the KV snapshots)"
+            )
         if fd_growth > MAX_FD_GROWTH:
             failures.append(f"open descriptors grew by {fd_growth} after warm-up")
     if not soak.requests:
@@ -302,6 +320,7 @@ def judge(soak: Soak, log_text: str) -> dict[str, Any]:
             "end": last.rss_mib if last else None,
             "peak": peak_rss,
             "growth": rss_growth,
+            "snapshot_growth": snapshot_growth,
         },
         "fds": {
             "warm": warm.fds if warm else None,
@@ -364,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"RSS MiB warm/end/peak {rss['warm']}/{rss['end']}/{rss['peak']} "
-            f"(bound {MAX_RSS_MIB}, growth {rss['growth']} of {MAX_RSS_GROWTH_MIB})"
+            f"(bound {MAX_RSS_MIB}, growth {rss['growth']}, of which KV snapshots "
+            f"{rss['snapshot_growth']}; bound {MAX_RSS_GROWTH_MIB} besides them)"
         )
         print(
             f"descriptors warm/end/peak {fds['warm']}/{fds['end']}/{fds['peak']} "

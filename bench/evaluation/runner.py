@@ -12,7 +12,7 @@ import logging
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from bench.evaluation.metrics import Score, score
@@ -39,6 +39,8 @@ LEVERS = (
     "whole_lines",
 )
 
+
+_PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineSettings))
 
 DEFAULT_LEVERS = frozenset(
     lever for lever in LEVERS if getattr(PipelineSettings(), lever, True) is True
@@ -167,18 +169,10 @@ def pipeline_for(
     backend: Backend, base: PipelineSettings, variant: Variant, workspace: Workspace
 ) -> CompletionPipeline:
     """The pipeline configured as ``variant`` says."""
-    levers = variant.levers
-    settings = replace(
-        base,
-        candidates=variant.candidates,
-        line_start="line_start" in levers,
-        code_over_comment="code_over_comment" in levers,
-        suffix_names="suffix_names" in levers,
-        token_healing="token_healing" in levers,
-        suffix_body="suffix_body" in levers,
-        suffix_syntax="suffix_syntax" in levers,
-        snippet_heads="snippet_heads" in levers,
-    )
+    # Every lever that is a pipeline setting, from the one list (unused_imports is a
+    # context option, below): naming them here one by one let a new lever be left out.
+    flags = {lever: lever in variant.levers for lever in LEVERS if lever in _PIPELINE_FIELDS}
+    settings = replace(base, candidates=variant.candidates, **flags)
     return CompletionPipeline(
         backend,
         settings,

@@ -111,3 +111,31 @@ def test_cli_runs_humaneval_and_a_repository_with_the_real_model(tmp_path: Path)
     assert data["rows"][0]["placement"] == "cursor"
     assert all(r["kind"] == "assign" for r in data["results"])
     assert not list(copy.glob("**/.apprentice*"))  # nothing written into the repository
+
+
+def test_switching_a_lever_off_reaches_the_pipeline(tmp_path: Path) -> None:
+    """Every lever that is a pipeline setting is set from the variant (a lever named in
+    LEVERS but left out of the pipeline would measure the default twice)."""
+    from dataclasses import fields
+
+    from bench.evaluation.runner import (
+        LEVERS,
+        Workspace,
+        default_variant,
+        pipeline_for,
+        without_lever,
+    )
+    from lsp.pipeline_types import PipelineSettings
+
+    settings = {f.name for f in fields(PipelineSettings)}
+    workspace = Workspace(root=tmp_path)
+    default = default_variant(1)
+    for lever in LEVERS:
+        if lever not in settings:
+            continue  # a context option (unused_imports)
+        off = pipeline_for(
+            FakeBackend(), PipelineSettings(), without_lever(default, lever), workspace
+        )
+        on = pipeline_for(FakeBackend(), PipelineSettings(), default, workspace)
+        assert getattr(off.settings, lever) is False, lever
+        assert getattr(on.settings, lever) is (lever in default.levers), lever
