@@ -50,7 +50,9 @@ def parse_model(spec: str, *, n_threads: int | None, n_ctx: int = 4096) -> Model
     installed ``NAME[@VERSION]``; ``http(s)://host[:port]/v1[#model-id]``. A leading
     ``LABEL=`` names the row."""
     label, _, target = spec.rpartition("=") if "=" in spec.split("://")[0] else ("", "", spec)
-    settings = BackendSettings(n_threads=n_threads, n_ctx=n_ctx)
+    # No KV snapshots: rows run the same tasks one after another, and a later row would
+    # find every prompt of an earlier one kept (its latencies would not compare).
+    settings = BackendSettings(n_threads=n_threads, n_ctx=n_ctx, snapshot_mb=0)
     if target.startswith(("http://", "https://")):
         url, _, remote_model = target.partition("#")
         settings = replace(settings, remote_url=url, remote_model=remote_model or None)
