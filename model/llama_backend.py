@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -155,7 +156,9 @@ class _Worker:
                 self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
-                pipe.close()
+                # stdin's last buffered line can no longer reach a dead worker
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 class LlamaCppBackend:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from lsp.server import REINDEX, STATUS, ApprenticeServer, build_server
+from lsp.server import CURSOR, REINDEX, STATUS, ApprenticeServer, build_server
 
 REPLY_S = 60.0
 
@@ -151,6 +151,7 @@ def messages(uri: str) -> dict[str, tuple[str, dict[str, Any]]]:
             "notification",
             {"changes": [{"uri": uri, "type": 2}]},
         ),
+        CURSOR: ("notification", {"textDocument": doc, "position": position()}),
         types.INITIALIZED: ("notification", {}),
         types.SHUTDOWN: ("request", None),  # last: the server is still asked to shut down
     }
