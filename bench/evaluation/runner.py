@@ -14,6 +14,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from bench.evaluation.metrics import Score, score
 from lint_bridge.api import Document, Splice
@@ -171,7 +172,9 @@ def pipeline_for(
     """The pipeline configured as ``variant`` says."""
     # Every lever that is a pipeline setting, from the one list (unused_imports is a
     # context option, below): naming them here one by one let a new lever be left out.
-    flags = {lever: lever in variant.levers for lever in LEVERS if lever in _PIPELINE_FIELDS}
+    flags: dict[str, Any] = {
+        lever: lever in variant.levers for lever in LEVERS if lever in _PIPELINE_FIELDS
+    }
     settings = replace(base, candidates=variant.candidates, **flags)
     return CompletionPipeline(
         backend,
