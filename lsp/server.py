@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,6 +25,7 @@ from lsp.protocol import ApprenticeProtocol
 from lsp.settings import ServerSettings, parse_settings, settings_as_json
 from lsp.status_push import StatusPush
 from lsp.watching import Rescans, register_watcher
+from lsp.work_progress import WorkProgress
 
 logger = logging.getLogger(__name__)
 
@@ -205,19 +205,19 @@ class ApprenticeServer(LanguageServer):
             progress.end(f"{index.status().get('files', 0)} files indexed")
             self.status_push.changed()
 
-    async def begin_progress(self, title: str) -> _Progress:
+    async def begin_progress(self, title: str) -> WorkProgress:
         """A ``$/progress`` handle, or a silent one for clients that do not show progress."""
         window = self.client_capabilities.window
         if window is None or not window.work_done_progress:
-            return _Progress(self, None, title)
+            return WorkProgress(self, None, title)
         self._progress_count += 1
         token = f"apprentice-{self._progress_count}"
         try:
             await self.work_done_progress.create_async(token)
         except Exception as error:  # the client refused: index anyway, silently
             logger.info("no progress token: %s", error)
-            return _Progress(self, None, title)
-        return _Progress(self, token, title)
+            return WorkProgress(self, None, title)
+        return WorkProgress(self, token, title)
 
     def shutdown_services(self) -> None:
         """Stop the model worker and the index thread."""
@@ -318,46 +318,6 @@ class ApprenticeServer(LanguageServer):
         if index is not None:
             found.update(index.quarantine.quarantined())
         return sorted(found)
-
-
-class _Progress:
-    """One ``$/progress`` sequence fed from the indexing thread (begin, percentages, end)."""
-
-    def __init__(self, server: ApprenticeServer, token: str | None, title: str) -> None:
-        self.server = server
-        self.token = token
-        self.title = title
-        self._last: tuple[str, int] | None = None
-        self._last_at = 0.0
-        if token is not None:
-            server.work_done_progress.begin(
-                token, types.WorkDoneProgressBegin(title=title, percentage=0, cancellable=False)
-            )
-
-    def callback(self, stage: str, done: int, total: int) -> None:
-        """Progress from a worker thread: forwarded to the loop, at most ~10 per second."""
-        percent = 100 if total <= 0 else min(100, done * 100 // total)
-        now = time.monotonic()
-        if self.token is None or (stage, percent) == self._last:
-            return
-        if now - self._last_at < 0.1 and percent not in (0, 100):
-            return
-        self._last, self._last_at = (stage, percent), now
-        message = f"{stage}: {done}/{total}"
-        self.server.call_soon(self._send, message, percent)
-
-    def _send(self, message: str, percent: int) -> None:
-        if self.token is not None:
-            self.server.work_done_progress.report(
-                self.token, types.WorkDoneProgressReport(message=message, percentage=percent)
-            )
-
-    def end(self, message: str) -> None:
-        """Close the progress sequence."""
-        if self.token is not None:
-            self.server.work_done_progress.end(
-                self.token, types.WorkDoneProgressEnd(message=message)
-            )
 
 
 def _root_of(params: types.InitializeParams) -> Path | None:
