@@ -30,6 +30,8 @@ APPRENTICE_VERSION = "0.1.0"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FIM_ORDERS = ("psm", "spm")
+# A declared context length outside this range (tokens) is a mistake, not a model.
+MAX_CONTEXT_LENGTH = 2**24
 
 
 class CheckpointError(ModelError):
@@ -140,6 +142,8 @@ def parse_manifest(raw: bytes, where: str | Path = MANIFEST_NAME) -> Manifest:
         raise CheckpointError(where, "manifest", "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise CheckpointError(where, "manifest", f"not valid TOML ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(where, "manifest", "values are nested too deeply") from None
     return _Fields(data, where).manifest()
 
 
@@ -212,7 +216,7 @@ class _Fields:
             adapters=adapters,
             fim=self.fim(self.opt(data, "fim", dict, {})),
             stop=tuple(stop),
-            context_length=self.opt(data, "context_length", int, 0),
+            context_length=self.context_length(data),
             licence=self.opt(data, "licence", str, ""),
             embedding_model=self.opt(data, "embedding_model", str, ""),
             min_apprentice=minimum,
@@ -221,10 +225,23 @@ class _Fields:
             schema=schema,
         )
 
+    def context_length(self, data: Mapping[str, Any]) -> int:
+        """The declared context length: 0 when absent, else 1..MAX_CONTEXT_LENGTH tokens."""
+        if "context_length" not in data:
+            return 0
+        value: int = self.get(data, "context_length", int)
+        if not 1 <= value <= MAX_CONTEXT_LENGTH:
+            raise self.fail(
+                f"context_length {value} is out of range (1 to {MAX_CONTEXT_LENGTH} tokens)"
+            )
+        return value
+
     def entry(self, table: Any, prefix: str) -> FileEntry:
         if not isinstance(table, dict):
             raise self.fail(f"{prefix.rstrip('.')} should be a table")
         file = self.get(table, "file", str, prefix)
+        if "\0" in file:
+            raise self.fail(f"{prefix}file {file!r}: file name contains a NUL byte")
         if not is_plain_name(file):
             raise self.fail(f"{prefix}file {file!r} must be a file name inside the checkpoint")
         sha = self.get(table, "sha256", str, prefix).lower()
@@ -311,7 +328,8 @@ def manifest_toml(manifest: Manifest) -> str:
         ("embedding_model", manifest.embedding_model),
         ("stop", list(manifest.stop)),
     ]
-    out += [f"{key} = {_value(value)}" for key, value in scalars if value not in ("", [])]
+    # Empty values, and a context length of 0 (unknown), are left out.
+    out += [f"{key} = {_value(value)}" for key, value in scalars if value not in ("", [], 0)]
     base = _entry_fields(manifest.base)
     if manifest.architecture:
         base["architecture"] = manifest.architecture

@@ -149,7 +149,13 @@ def check_signature(
         public = parse_public_key(str(data["public_key"]))
         signature = base64.b64decode(str(data["signature"]), validate=True)
         signer = str(data.get("signer", ""))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, ValueError) as exc:
+    except (
+        UnicodeDecodeError,
+        tomllib.TOMLDecodeError,
+        KeyError,
+        ValueError,
+        RecursionError,
+    ) as exc:
         raise CheckpointError(path, "signature", f"unreadable signature file ({exc})") from None
     if data.get("algorithm", "ed25519") != "ed25519":
         raise CheckpointError(path, "signature", f"unknown algorithm {data.get('algorithm')!r}")

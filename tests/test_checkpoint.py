@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ from model.checkpoint import (
 from model.gguf import read_gguf
 from model.manifest import (
     MANIFEST_NAME,
+    SIGNATURE_NAME,
     CheckpointError,
     FileEntry,
     FimSpec,
@@ -204,6 +206,47 @@ def test_a_manifest_missing_a_field_is_refused(
     assert error.check == "manifest" and "version is missing" in str(error)
 
 
+@pytest.mark.parametrize(
+    "nested", ["[" * 10_000 + "]" * 10_000, "{a=" * 10_000 + "1" + "}" * 10_000]
+)
+def test_a_deeply_nested_manifest_is_refused_clearly(
+    tmp_path: Path, base: Path, cache: HashCache, nested: str
+) -> None:
+    directory = pack(tmp_path, base)
+    with (directory / MANIFEST_NAME).open("a") as f:
+        f.write(f"[provenance]\nx = {nested}\n")
+    error = refusal(directory, cache)
+    assert error.check == "manifest" and error.file.endswith(MANIFEST_NAME)
+    assert "nested too deeply" in str(error)
+
+
+def test_a_nul_byte_in_a_file_name_is_refused_naming_the_entry(
+    tmp_path: Path, base: Path, adapter: Path, cache: HashCache
+) -> None:
+    directory = pack(tmp_path, base, adapter)
+    edit_manifest(directory, 'file = "team.lora.gguf"', 'file = "team\\u0000.lora.gguf"')
+    error = refusal(directory, cache)
+    assert error.check == "manifest" and error.file.endswith(MANIFEST_NAME)
+    assert "adapters[0].file" in str(error) and "file name contains a NUL byte" in str(error)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", str(10**12)])
+def test_an_absurd_context_length_is_refused(
+    tmp_path: Path, base: Path, cache: HashCache, value: str
+) -> None:
+    directory = pack(tmp_path, base)
+    edit_manifest(directory, "context_length = 2048", f"context_length = {value}")
+    error = refusal(directory, cache)
+    assert error.check == "manifest" and f"context_length {value} is out of range" in str(error)
+
+
+def test_an_unknown_context_length_is_left_out_of_the_manifest(tmp_path: Path, base: Path) -> None:
+    packed = parse_manifest((pack(tmp_path, base) / MANIFEST_NAME).read_bytes())
+    text = manifest_toml(dataclasses.replace(packed, context_length=0))
+    assert "context_length" not in text
+    assert parse_manifest(text.encode()).context_length == 0
+
+
 def test_a_missing_manifest_is_refused(tmp_path: Path, cache: HashCache) -> None:
     error = refusal(tmp_path, cache)
     assert error.check == "manifest" and error.file.endswith(MANIFEST_NAME)
@@ -341,6 +384,15 @@ def test_a_manifest_changed_after_signing_is_refused_without_any_policy(
     edit_manifest(directory, 'name = "acme"', 'name = "evil"')
     error = refusal(directory, cache)
     assert error.check == "signature" and "does not match" in str(error)
+
+
+def test_a_deeply_nested_signature_file_is_refused_clearly(
+    tmp_path: Path, base: Path, cache: HashCache
+) -> None:
+    directory = pack(tmp_path, base)
+    (directory / SIGNATURE_NAME).write_text("x = " + "[" * 10_000 + "]" * 10_000 + "\n")
+    error = refusal(directory, cache)
+    assert error.check == "signature" and "unreadable signature file" in str(error)
 
 
 def test_an_unsigned_checkpoint_is_refused_under_a_policy(
