@@ -74,14 +74,17 @@ def _escapes(config: Path, root: Path) -> str | None:
             return None
         if not isinstance(extend, str):
             return "its extend is not a path"
-        current = real.parent / Path(extend).expanduser()
+        if "$" in extend or "~" in extend:
+            # ruff expands these ($VAR, ${VAR:-default}, ~) where this check cannot follow.
+            return f"its extend uses a shell expansion ({extend})"
+        current = real.parent / extend
     return None
 
 
 def _has_ruff_table(path: Path) -> bool:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     tool = data.get("tool")
     return isinstance(tool, dict) and isinstance(tool.get("ruff"), dict)
@@ -91,7 +94,7 @@ def _ruff_table(path: Path) -> dict[str, object] | None:
     """The ruff settings of a configuration file (``[tool.ruff]`` of a pyproject)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if path.name == "pyproject.toml":
         tool = data.get("tool")

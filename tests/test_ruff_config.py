@@ -57,6 +57,32 @@ def test_extend_out_of_the_workspace_is_refused(outer: Path, tmp_path: Path) -> 
     assert "T201" not in codes(RuffRunner(workspace_root=outer), outer / "pkg" / "m.py")
 
 
+def test_extend_through_a_shell_expansion_is_refused(outer: Path, tmp_path: Path) -> None:
+    # ruff expands the variable's default to the outer configuration; read literally, the
+    # path is a harmless file inside the workspace.
+    extend = f"${{APPRENTICE_UNSET_VARIABLE:-{tmp_path}}}/ruff.toml"
+    decoy = outer / extend
+    decoy.parent.mkdir(parents=True)
+    decoy.write_text("")
+    (outer / "ruff.toml").write_text(f'extend = "{extend}"\n')
+    assert config_args(outer / "pkg" / "m.py", outer) == ["--isolated"]
+    assert "T201" not in codes(RuffRunner(workspace_root=outer), outer / "pkg" / "m.py")
+
+
+def test_extend_through_the_home_directory_is_refused(
+    outer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(outer))
+    (outer / "base.toml").write_text(SELECT_PRINT)
+    (outer / "ruff.toml").write_text('extend = "~/base.toml"\n')
+    assert config_args(outer / "pkg" / "m.py", outer) == ["--isolated"]
+
+
+def test_a_deeply_nested_configuration_is_not_used(outer: Path) -> None:
+    (outer / "ruff.toml").write_text("x = " + "[" * 10_000 + "]" * 10_000 + "\n")
+    assert config_args(outer / "pkg" / "m.py", outer) == ["--isolated"]
+
+
 def test_extend_inside_the_workspace_is_followed(outer: Path) -> None:
     (outer / "base.toml").write_text(SELECT_PRINT)
     (outer / "pkg" / "ruff.toml").write_text('extend = "../base.toml"\n')
