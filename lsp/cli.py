@@ -53,6 +53,8 @@ def _backend_settings(args: argparse.Namespace) -> object:
         n_ctx=args.n_ctx,
         n_threads=args.n_threads,
         n_gpu_layers=args.n_gpu_layers,
+        # --timeout also bounds each remote request, the model list included.
+        request_timeout=args.timeout,
     )
 
 

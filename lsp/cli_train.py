@@ -121,6 +121,7 @@ def _teacher(args: argparse.Namespace) -> Any:
             model=args.remote_model,
             connect_timeout=min(5.0, args.teacher_timeout),
             read_timeout=args.teacher_timeout,
+            request_timeout=args.teacher_timeout,
         )
     else:
         from model.factory import BackendSettings, create_backend

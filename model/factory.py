@@ -50,6 +50,8 @@ def create_backend(settings: BackendSettings) -> Backend:
             settings.remote_url,
             model=settings.remote_model,
             read_timeout=settings.request_timeout,
+            # The whole exchange, not only each read: a server trickling bytes is cut off.
+            request_timeout=settings.request_timeout,
             context_length=settings.n_ctx,
         )
     from model.llama_backend import LlamaConfig, LlamaCppBackend

@@ -456,9 +456,13 @@ class RemoteBackend:
     ) -> bytes:
         try:
             self._bound_read(sock, request)
-            return resp.read(_MAX_JSON_BODY)
+            body = resp.read(_MAX_JSON_BODY)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise self._failure(url, exc, request, sock, connecting=False) from exc
+        # A body without a length ends at EOF, which is also what the watcher's shutdown
+        # looks like: a cut-off body is the deadline's, not the server's answer.
+        self._check(request, sock)
+        return body
 
     def _release(
         self,
