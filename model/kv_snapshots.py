@@ -194,7 +194,7 @@ class KvSnapshots:
         if not restore or snapshot is None:
             return common
         if not self._restore(snapshot):
-            return self._cached_prefix(wanted)
+            return 0  # the failed restore cleared the cache
         self.restores += 1
         self.tokens_saved += shared - common
         return shared
@@ -211,10 +211,6 @@ class KvSnapshots:
             "save_ms": round(self.save_seconds * 1000, 3),
             "restore_ms": round(self.restore_seconds * 1000, 3),
         }
-
-    def _cached_prefix(self, tokens: Tokens) -> int:
-        live = np.asarray(self._llm.input_ids[: self._llm.n_tokens], dtype=np.int32)
-        return common_prefix(live, tokens)
 
     def _save_live(self) -> None:
         """Copy the live state into the store (unless a snapshot already covers it)."""

@@ -21,7 +21,9 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from model.kv_snapshots import KvSnapshots
+import numpy as np
+
+from model.kv_snapshots import KvSnapshots, common_prefix
 from model.spare_cores import SpareCores
 
 logger = logging.getLogger(__name__)
@@ -249,13 +251,8 @@ class _Engine:
 
     def _cached_prefix(self, tokens: list[int]) -> int:
         """How many leading ``tokens`` the KV cache already holds."""
-        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-        common = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
-        return common
+        cached = np.asarray(self.llm.input_ids[: self.llm.n_tokens], dtype=np.int32)
+        return common_prefix(cached, np.asarray(tokens, dtype=np.int32))
 
     def _prefill(
         self, tokens: list[int], inbox: _Inbox, request_id: int, deadline: float | None
