@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lsp.work_progress import percent_done
+
 if TYPE_CHECKING:
     from lsp.completions import CompletionService
     from lsp.engine import Engine
@@ -85,8 +87,7 @@ def payload(
     if index_state in ("indexing", "embedding"):
         stage, done, total = progress or ("files", 0, 0)
         running = "embeddings" if index_state == "embedding" else "files"
-        percentage = 0 if stage != running else (100 if total <= 0 else done * 100 // total)
-        percentage = max(0, min(100, percentage))
+        percentage = percent_done(done, total) if stage == running else 0
     model = engine.status if engine is not None else None
     label = model_label(engine) if engine is not None else None
     warming = engine.warming if engine is not None else None
@@ -150,7 +151,7 @@ class StatusPush:
         def report(stage: str, done: int, total: int) -> None:
             try:
                 self.progress = (stage, done, total)
-                key = (stage, 100 if total <= 0 else done * 100 // total)
+                key = (stage, percent_done(done, total))
                 if key != self._progress_key:
                     self._progress_key = key
                     self.changed()

@@ -11,6 +11,11 @@ if TYPE_CHECKING:
     from lsp.server import ApprenticeServer
 
 
+def percent_done(done: int, total: int) -> int:
+    """``done`` of ``total`` as a whole percentage, 0-100 (an empty job is done)."""
+    return 100 if total <= 0 else max(0, min(100, done * 100 // total))
+
+
 class WorkProgress:
     """One ``$/progress`` sequence fed from the indexing thread (begin, percentages, end)."""
 
@@ -27,7 +32,7 @@ class WorkProgress:
 
     def callback(self, stage: str, done: int, total: int) -> None:
         """Progress from a worker thread: forwarded to the loop, at most ~10 per second."""
-        percent = 100 if total <= 0 else min(100, done * 100 // total)
+        percent = percent_done(done, total)
         now = time.monotonic()
         if self.token is None or (stage, percent) == self._last:
             return
