@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from model.api import ModelError, ModelNotFoundError
-from model.default_model import ensure_default_model
+from model.default_model import embedded_sha256, ensure_default_model
 from model.fim import FimTemplate, family_template
 from model.gguf import read_gguf, validate_gguf
 from model.manifest import (
@@ -74,6 +74,8 @@ class Lora:
 
     path: Path
     scale: float = 1.0
+    # The digest it had when resolved: every (re)load checks the file still has it.
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,13 @@ class ResolvedModel:
     verified: bool = False
     signature: Signature | None = None
     source: str = "gguf"  # embedded, gguf or checkpoint
+    # The base's digest when verified ("" for a bare GGUF, which is loaded unverified).
+    gguf_sha256: str = ""
+
+    def pins(self) -> tuple[tuple[Path, str], ...]:
+        """(file, sha256) of everything verified here: checked again before every load."""
+        files = [(self.gguf, self.gguf_sha256), *((a.path, a.sha256) for a in self.loras)]
+        return tuple((path, digest) for path, digest in files if digest)
 
     def extra_markers(self) -> tuple[str, ...]:
         """Marker strings this model's prompts may use beyond the known families'."""
@@ -164,18 +173,36 @@ def resolve_model(
 ) -> ResolvedModel:
     """What ``spec`` names, verified: a checkpoint dir, ``NAME[@VERSION]``, a GGUF, or None.
 
-    ``lora`` adds an adapter by path (scale 1, unverified). Raises CheckpointError for a
-    checkpoint that fails a check, ModelNotFoundError for nothing by that name.
+    ``lora`` adds an adapter by path (scale 1, unsigned: refused when signatures are
+    required). Raises CheckpointError for a checkpoint that fails a check,
+    ModelNotFoundError for nothing by that name.
     """
     resolved = _resolve(spec, policy, cache, data_dir)
     if lora:
-        path = Path(lora).expanduser()
-        if not path.is_file():
-            raise ModelNotFoundError(f"LoRA adapter not found: {path}")
-        check_adapter_layout(read_header(path), read_header(resolved.gguf))
-        logger.warning("LoRA adapter %s is loaded unverified (not part of a checkpoint)", path)
-        resolved = replace(resolved, loras=(*resolved.loras, Lora(path)))
+        resolved = replace(
+            resolved, loras=(*resolved.loras, _loose_adapter(lora, resolved, policy, cache))
+        )
     return resolved
+
+
+def _loose_adapter(
+    lora: str, resolved: ResolvedModel, policy: Policy, cache: HashCache | None
+) -> Lora:
+    """An adapter given by path (``model.lora``), outside any checkpoint and its signature."""
+    path = Path(lora).expanduser()
+    if policy.require_signature:
+        raise CheckpointError(
+            path,
+            "signature",
+            "an adapter given by path (model.lora) carries no signature and signatures are "
+            "required: pack it into a checkpoint and sign it (apprentice model pack --sign)",
+        )
+    if not path.is_file():
+        raise ModelNotFoundError(f"LoRA adapter not found: {path}")
+    check_adapter_layout(read_header(path), read_header(resolved.gguf))
+    logger.warning("LoRA adapter %s is loaded unverified (not part of a checkpoint)", path)
+    # Pinned as it is now: a file swapped later is refused at the next (re)load.
+    return Lora(path, sha256=(cache or default_hash_cache()).sha256(path))
 
 
 def _resolve(
@@ -184,7 +211,12 @@ def _resolve(
     if not spec:
         spec = STUDENT_SPEC if DEFAULT_IS_STUDENT else BASE_SPEC
     if spec == BASE_SPEC:
-        return ResolvedModel(gguf=ensure_default_model(), verified=True, source="embedded")
+        return ResolvedModel(
+            gguf=ensure_default_model(),
+            verified=True,
+            source="embedded",
+            gguf_sha256=embedded_sha256() or "",
+        )
     if spec == STUDENT_SPEC:
         if not (SHIPPED_STUDENT / MANIFEST_NAME).is_file():
             raise ModelNotFoundError(
@@ -294,7 +326,7 @@ def load_checkpoint(
     )
     return ResolvedModel(
         gguf=report.base_path,
-        loras=tuple(Lora(report.directory / a.file, a.scale) for a in manifest.adapters),
+        loras=tuple(Lora(report.directory / a.file, a.scale, a.sha256) for a in manifest.adapters),
         fim=declared_template(manifest),
         fim_declared=True,
         stops=manifest.stop,
@@ -305,4 +337,5 @@ def load_checkpoint(
         verified=True,
         signature=report.signature,
         source="checkpoint",
+        gguf_sha256=manifest.base.sha256,
     )

@@ -72,5 +72,6 @@ def create_backend(settings: BackendSettings) -> Backend:
         fim_declared=resolved.fim_declared,
         fim_template=resolved.fim,
         name=resolved.manifest.label if resolved.manifest else None,
+        pinned=resolved.pins(),
     )
     return LlamaCppBackend(config)

@@ -32,6 +32,8 @@ from model.api import (
 from model.fim import FimTemplate, all_markers
 from model.gguf import read_gguf
 from model.hardware import default_threads
+from model.manifest import CheckpointError
+from model.verification import check_pinned
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ class LlamaConfig:
     # Memory for KV snapshots of earlier prompts (model.kv_snapshots), restored when the
     # user returns to a file instead of evaluating its prompt again; 0 turns them off.
     snapshot_mb: int = 256
+    # (file, sha256) verified before this config was made: every (re)load of the worker
+    # checks them again, so a file swapped after verification is never loaded.
+    pinned: tuple[tuple[Path, str], ...] = ()
 
 
 class _Worker:
@@ -195,6 +200,11 @@ class LlamaCppBackend:
             logger.warning("model worker %s; starting a new one", self._worker.death_message())
             self._worker.stop()
             self._worker = None
+        try:
+            check_pinned(self.config.pinned)  # what is loaded is what was verified
+        except CheckpointError as error:
+            self._load_failure = error
+            raise
         gguf = read_gguf(self.config.model_path)  # clear errors before llama.cpp sees the file
         loras = list(self.config.loras)
         if self.config.lora_path is not None:

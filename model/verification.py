@@ -156,8 +156,7 @@ def verify_checkpoint(
     directory = Path(directory).expanduser()
     manifest, raw = load_manifest(directory)
     checks = ["manifest"]
-    signature = check_signature(directory, raw, policy.trusted)
-    _apply_policy(directory, signature, policy)
+    signature = check_signed(directory, raw, policy)
     checks.append("signature" if signature else "unsigned")
     cache = cache or default_hash_cache()
     base_path = _embedded_base(directory, manifest.base)
@@ -198,6 +197,17 @@ def _embedded_base(directory: Path, entry: FileEntry) -> Path | None:
     return ensure_default_model()
 
 
+def check_signed(directory: Path, raw_manifest: bytes, policy: Policy) -> Signature | None:
+    """The signature beside the manifest in ``directory``, checked against ``policy``.
+
+    Needs only the manifest and the signature file: an install runs it before downloading
+    anything else, so an untrusted mirror costs two small requests, not the model.
+    """
+    signature = check_signature(directory, raw_manifest, policy.trusted)
+    _apply_policy(directory, signature, policy)
+    return signature
+
+
 def _apply_policy(directory: Path, signature: Signature | None, policy: Policy) -> None:
     where = directory / SIGNATURE_NAME
     if not policy.require_signature and not policy.trusted:
@@ -213,6 +223,27 @@ def _apply_policy(directory: Path, signature: Signature | None, policy: Policy) 
             "signature",
             f"signed by {who}(key {signature.key_id}), which is not among the trusted keys",
         )
+
+
+def check_pinned(pins: tuple[tuple[Path, str], ...], cache: HashCache | None = None) -> None:
+    """Each file still has the sha256 it had when verified (before every model (re)load).
+
+    The hash cache answers from a stat when nothing about a file changed, so this is cheap;
+    a file replaced or rewritten since is hashed again and refused when it differs.
+    """
+    cache = cache or default_hash_cache()
+    for path, expected in pins:
+        try:
+            digest = cache.sha256(path)
+        except OSError as exc:
+            raise CheckpointError(path, "sha256", f"cannot read it: {exc.strerror}") from None
+        if digest != expected:
+            raise CheckpointError(
+                path,
+                "sha256",
+                "the file changed since it was verified (its digest is now "
+                f"{digest[:16]}…, it was {expected[:16]}…); reload the model to verify it again",
+            )
 
 
 def _check_file(directory: Path, entry: FileEntry, cache: HashCache) -> None:
