@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.api import ModelError, ModelNotFoundError
+from model.default_model import sha256_file
 from model.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -41,6 +42,7 @@ from model.verification import (
     HashCache,
     Policy,
     Report,
+    check_signed,
     default_hash_cache,
     is_embedded_base,
     verify_checkpoint,
@@ -276,8 +278,11 @@ def _install(
         (staging / MANIFEST_NAME).write_bytes(raw)
         if signature is not None:
             (staging / SIGNATURE_NAME).write_bytes(signature)
+        # The signature first: an untrusted or forged checkpoint costs no download.
+        check_signed(staging, raw, policy)
         for entry in stored_files(manifest):
-            fetcher.fetch(entry, staging / entry.file, root / _DOWNLOADS, progress)
+            if fetcher.fetch(entry, staging / entry.file, root / _DOWNLOADS, progress):
+                cache.prime(staging / entry.file, entry.sha256)
         report = verify_checkpoint(staging, policy, cache=cache)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():  # --force: the old one goes only once the new one is verified
@@ -332,8 +337,11 @@ class _Fetcher:
 
     def fetch(
         self, entry: FileEntry, dest: Path, downloads: Path, progress: Progress | None
-    ) -> None:
-        """Copy one file into the staging directory (verified later, with the rest)."""
+    ) -> bool:
+        """Put one file into the staging directory; True when its sha256 was checked here.
+
+        A file not checked here is verified later, with the rest of the checkpoint.
+        """
         source = Path(self.base) / entry.file
         if not source.is_file():
             raise CheckpointError(source, "presence", "the file is missing")
@@ -346,6 +354,7 @@ class _Fetcher:
                     progress(entry.file, done, entry.size)
             out.flush()
             os.fsync(out.fileno())
+        return False
 
     def discard_downloads(self, manifest: Manifest, downloads: Path) -> None:
         """Nothing is kept for a directory source."""
@@ -378,21 +387,52 @@ class _HttpFetcher(_Fetcher):
 
     def fetch(
         self, entry: FileEntry, dest: Path, downloads: Path, progress: Progress | None
-    ) -> None:
-        """Download to ``.downloads/<sha256>.part``, resuming, then move into staging."""
+    ) -> bool:
+        """Download to ``.downloads/<sha256>.part``, resuming, check it, move it into staging.
+
+        A part kept from an earlier try may hold another mirror's bytes: when the finished
+        file does not match and some of it was resumed, the part is discarded and the file
+        downloaded once more from its first byte, so a bad mirror is not blamed on this one.
+        """
         downloads.mkdir(parents=True, exist_ok=True)
         part = downloads / f"{entry.sha256}.part"
         url = self.describe(entry.file)
+        resumed = self._complete(url, part, entry, progress)
+        digest = sha256_file(part)
+        if digest != entry.sha256 and resumed:
+            logger.warning(
+                "%s: the resumed download does not match its sha256; downloading it again "
+                "from the start (the earlier part may have come from another mirror)",
+                url,
+            )
+            part.unlink()
+            self._complete(url, part, entry, progress)
+            digest = sha256_file(part)
+        if digest != entry.sha256:
+            part.unlink()
+            raise CheckpointError(
+                url,
+                "sha256",
+                f"the digest is {digest[:16]}…, the manifest says {entry.sha256[:16]}…",
+            )
+        os.replace(part, dest)
+        return True
+
+    def _complete(self, url: str, part: Path, entry: FileEntry, progress: Progress | None) -> bool:
+        """Download ``part`` until it has ``entry.size`` bytes; True when any was resumed."""
         last_error = ""
+        resumed = False
         for attempt in range(_ATTEMPTS):
             have = part.stat().st_size if part.exists() else 0
             if have > entry.size:
                 part.unlink()
                 have = 0
             if have == entry.size:
+                resumed = resumed or attempt == 0
                 break
             if attempt or have:
                 logger.info("resuming %s at byte %d of %d", url, have, entry.size)
+            resumed = resumed or have > 0
             try:
                 self._download(url, part, have, entry, progress)
             except (urllib.error.URLError, http.client.HTTPException, TimeoutError) as exc:
@@ -405,7 +445,7 @@ class _HttpFetcher(_Fetcher):
                 f"downloading {url} stopped at {have} of {entry.size} bytes ({last_error}); "
                 "run the same install again to resume"
             )
-        os.replace(part, dest)
+        return resumed
 
     def _download(
         self, url: str, part: Path, have: int, entry: FileEntry, progress: Progress | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from model.api import ModelError, ModelNotFoundError
 from model.checkpoint import HashCache, Policy, resolve_model
 from model.gguf import read_gguf
 from model.install import find_installed, install, list_installed, remove_installed
-from model.manifest import MANIFEST_NAME, CheckpointError
+from model.manifest import MANIFEST_NAME, SIGNATURE_NAME, CheckpointError
 from model.pack import pack_checkpoint
 from model.signing import generate_keypair
 from tests.gguf_writer import tiny_model
@@ -251,6 +252,45 @@ def test_a_mirror_serving_a_corrupt_file_installs_nothing(
         install(mirror.url, data_dir=data, cache=cache)
     assert caught.value.check == "sha256"
     assert list_installed(data) == [] and leftovers(data) == []
+
+
+@pytest.mark.network
+def test_a_part_left_by_a_bad_mirror_is_downloaded_again_from_the_start(
+    mirror: Mirror, data: Path, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model.install
+
+    monkeypatch.setattr(model.install, "_ATTEMPTS", 1)
+    bad_dir = tmp_path / "bad-mirror"
+    shutil.copytree(mirror.directory, bad_dir)
+    corrupt = bytearray((bad_dir / "team.gguf").read_bytes())
+    corrupt[100] ^= 0xFF  # inside the part the bad mirror gets to send
+    (bad_dir / "team.gguf").write_bytes(bytes(corrupt))
+    bad = Mirror(bad_dir)
+    threading.Thread(target=bad.serve_forever, daemon=True).start()
+    try:
+        bad.cut["team.gguf"] = 1000
+        with pytest.raises(ModelError, match="run the same install again to resume"):
+            install(bad.url, data_dir=data, cache=cache)
+    finally:
+        bad.shutdown()
+        bad.server_close()
+    result = install(mirror.url, data_dir=data, cache=cache)  # the good mirror
+    ranges = [r for name, r in mirror.requests if name == "team.gguf"]
+    assert ranges == ["bytes=1000-", None]  # resumed, mismatched, then once from the start
+    assert (result.path / "team.gguf").read_bytes() == (mirror.directory / "team.gguf").read_bytes()
+
+
+@pytest.mark.network
+def test_an_untrusted_mirror_is_refused_before_any_model_file_is_downloaded(
+    mirror: Mirror, data: Path, tmp_path: Path
+) -> None:
+    generate_keypair(tmp_path / "team.key")
+    policy = Policy.from_specs([str(tmp_path / "team.key.pub")], require=True)
+    with pytest.raises(CheckpointError, match="not signed"):
+        install(mirror.url, data_dir=data, policy=policy)
+    assert {name for name, _ in mirror.requests} == {MANIFEST_NAME, SIGNATURE_NAME}
+    assert leftovers(data) == []
 
 
 @pytest.mark.network
