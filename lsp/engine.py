@@ -69,6 +69,8 @@ def backend_settings(settings: ServerSettings) -> BackendSettings:
         trusted_keys=model.trusted_keys,
         require_signature=model.require_signature,
         snapshot_mb=model.snapshot_memory_mb,
+        # A remote server's every request, the model list at load included, ends by then.
+        request_timeout=max(settings.completion.timeout_ms, 1) / 1000,
     )
 
 

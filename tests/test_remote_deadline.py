@@ -145,3 +145,24 @@ def test_the_distill_teacher_is_cut_at_its_timeout(trickle: str) -> None:
     elapsed = time.monotonic() - started
     assert f"within {REQUEST_TIMEOUT:g} s (request timeout)" in str(caught.value)
     assert REQUEST_TIMEOUT - 0.1 <= elapsed < HUNG_S
+
+
+@pytest.mark.timeout(60)
+async def test_the_language_server_model_load_is_cut_at_the_request_timeout(trickle: str) -> None:
+    from lsp.engine import Engine
+    from lsp.settings import parse_settings
+
+    settings, problems = parse_settings(
+        {"model": {"remoteUrl": trickle}, "completion": {"timeoutMs": int(REQUEST_TIMEOUT * 1000)}}
+    )
+    assert problems == []
+    reports: list[str] = []
+    engine = Engine(settings, root=None, report=lambda key, message: reports.append(message))
+    started = time.monotonic()
+    await engine.start()
+    elapsed = time.monotonic() - started
+    engine.close()
+    assert engine.status.state == "error"
+    assert f"within {REQUEST_TIMEOUT:g} s (request timeout)" in (engine.status.error or "")
+    assert len(reports) == 1 and trickle in reports[0]
+    assert REQUEST_TIMEOUT - 0.1 <= elapsed < HUNG_S
