@@ -28,6 +28,7 @@ class CompletionStub(ThreadingHTTPServer):
         self.fail = False
         self.answer_for: Callable[[str], str] | None = None
         self.prompts: list[str] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self.lock = threading.Lock()
 
     @property
@@ -47,6 +48,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.authorizations.append(self.headers.get("Authorization"))
         self._send(200, "application/json", json.dumps({"data": [{"id": "stub"}]}).encode())
 
     def do_POST(self) -> None:
@@ -55,6 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = str(body.get("prompt", ""))
         with self.server.lock:
             self.server.prompts.append(prompt)
+            self.server.authorizations.append(self.headers.get("Authorization"))
         if self.server.delay_s:
             time.sleep(self.server.delay_s)
         if self.server.fail:
