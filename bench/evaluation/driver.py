@@ -18,6 +18,8 @@ from bench.evaluation.runner import (
     Workspace,
     ablations,
     default_variant,
+    execution_json,
+    execution_unavailable,
     peak_rss_mb,
     pipeline_for,
     run_all,
@@ -97,9 +99,11 @@ class EvalRun:
     results: dict[tuple[str, str, str], list[TaskResult]] = field(default_factory=dict)
     tasks: int = 0
     verification: dict[str, VerificationStudy] = field(default_factory=dict)
+    execution: str | None = None  # why tests could not run (no sandbox); None: they could
 
     def as_json(self) -> dict[str, object]:
         return {
+            "execution_scoring": execution_json(self.execution),
             "rows": [
                 {
                     "model": r.model,
@@ -182,6 +186,7 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
             tasks = humaneval.load(options.suite, limit=options.limit, seed=options.seed)
             workspace = Workspace(root=Path(scratch))
         out.tasks = len(tasks)
+        out.execution = execution_unavailable(tasks)
         try:
             _run_models(options, base, tasks, workspace, out, progress)
         finally:
@@ -218,9 +223,10 @@ def _run_models(
                     )
                     out.results[(spec.label, variant.name, placement)] = results
                     summary = summarize(results, peak_rss_mb())
-                    out.rows.append(Row(spec.label, variant.name, placement, summary))
+                    no_sandbox = out.execution is not None
+                    out.rows.append(Row(spec.label, variant.name, placement, summary, no_sandbox))
                     logger.info("%s: %s", label, summary)
-            if options.verification_samples:
+            if options.verification_samples and out.execution is None:  # it runs the tests
                 pipeline = pipeline_for(backend, base, default_variant(1), workspace)
                 out.verification[spec.label] = study(
                     pipeline,

@@ -36,7 +36,7 @@ from bench.evaluation.driver import ModelSpec
 from bench.evaluation.editor_session import KEYSTROKE_S, EditorSession, failed
 from bench.evaluation.repo import RepoSource
 from bench.evaluation.report import EditorRow
-from bench.evaluation.runner import Progress
+from bench.evaluation.runner import Progress, execution_json, execution_unavailable
 from bench.evaluation.shown import ShownResult, summarize_shown
 from bench.lsp_client import serve, wait_ready
 from model.factory import BackendSettings
@@ -88,9 +88,11 @@ class EditorRun:
     rows: list[EditorRow] = field(default_factory=list)
     results: dict[tuple[str, str, float], list[ShownResult]] = field(default_factory=dict)
     tasks: int = 0
+    execution: str | None = None  # why tests could not run (no sandbox); None: they could
 
     def as_json(self) -> dict[str, object]:
         return {
+            "execution_scoring": execution_json(self.execution),
             "rows": [
                 {
                     "model": r.model,
@@ -195,6 +197,7 @@ def run_editor(options: EditorOptions, progress: Progress | None = None) -> Edit
         if not jobs:
             raise ValueError("no task fits: --trigger typed needs whole-line holes")
         out = EditorRun(options.trigger, tasks=len(tasks))
+        out.execution = execution_unavailable(tasks)
         models = options.models or [ModelSpec("default", BackendSettings())]
         for number, spec in enumerate(models):
             log = scratch / f"server-{number}.log"
@@ -250,7 +253,9 @@ async def _run_model(
                     progress(label, len(tasks), len(tasks))
                 out.results[(spec.label, placement, delay)] = results
                 summary = summarize_shown(results)
-                out.rows.append(EditorRow(spec.label, options.trigger, placement, delay, summary))
+                no_sandbox = out.execution is not None
+                row = EditorRow(spec.label, options.trigger, placement, delay, summary, no_sandbox)
+                out.rows.append(row)
                 logger.info("%s: %s", label, summary)
 
 

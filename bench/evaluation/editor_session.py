@@ -22,7 +22,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
 from bench.evaluation.metrics import Score
-from bench.evaluation.runner import score_completed
+from bench.evaluation.runner import executable, score_completed
 from bench.evaluation.shown import ShownResult
 from bench.lsp_client import (
     CURSOR_NOTIFICATION,
@@ -307,6 +307,6 @@ def _typed(view: EditorView, keys: Sequence[Keystroke]) -> tuple[str, int]:
 def failed(task: HoleTask, placement: Placement) -> ShownResult:
     """A task whose run raised (a bug, logged): nothing shown, counted as an error."""
     nothing = Score(exact=False, edit_similarity=0.0, identifier_f1=0.0, empty=True)
-    if task.test is not None:
+    if executable(task):  # else pass@1 is not measured: None, never a failure
         nothing = Score(False, 0.0, 0.0, empty=True, passed=False)
     return ShownResult(task.task_id, task.kind, placement, "error", None, 0, nothing, None)

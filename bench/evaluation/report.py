@@ -19,6 +19,7 @@ class Row:
     variant: str
     placement: str
     summary: Summary
+    no_sandbox: bool = False  # the tasks have tests, but no sandbox could run them
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,23 @@ class EditorRow:
     placement: str
     delay_s: float  # the reading delay between opening the file and the request (or typing)
     summary: ShownSummary
+    no_sandbox: bool = False  # the tasks have tests, but no sandbox could run them
 
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+NO_SANDBOX = "pass@1 not measured: execution scoring is unavailable here (no sandbox)"
+
+
+def _pass_rate(value: float | None, no_sandbox: bool) -> str:
+    return "n/a" if no_sandbox else _rate(value)
+
+
+def _footnote(rows: Sequence[Row] | Sequence[EditorRow]) -> list[str]:
+    """The line saying why pass@1 reads n/a, where it does."""
+    return ["", NO_SANDBOX] if any(row.no_sandbox for row in rows) else []
 
 
 def _ratio(value: float | None, base: float | None) -> str:
@@ -55,14 +69,15 @@ def table(rows: Sequence[Row]) -> str:
     for row in rows:
         s = row.summary
         lines.append(
-            f"| {row.model} | {row.variant} | {row.placement} | {s.tasks} | {_rate(s.pass_at_1)} "
+            f"| {row.model} | {row.variant} | {row.placement} | {s.tasks} "
+            f"| {_pass_rate(s.pass_at_1, row.no_sandbox)} "
             f"| {s.exact:.2f} | {s.edit_similarity:.2f} | {s.identifier_f1:.2f} "
             f"| {_rate(s.callee_named)} | {s.unknown_symbols:.2f} | {s.empty:.2f} "
             f"| {s.latency_p50_ms:.0f} | {s.latency_p95_ms:.0f} | {s.prompt_tokens:.0f} "
             f"| {s.generated_tokens:.1f} | {s.tokens_per_s:.1f} "
             f"| {'-' if s.peak_rss_mb is None else f'{s.peak_rss_mb:.0f}'} | {s.errors} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _footnote(rows))
 
 
 def ratios(rows: Sequence[Row]) -> str:
@@ -111,8 +126,9 @@ def editor_table(rows: Sequence[EditorRow]) -> str:
         s = row.summary
         lines.append(
             f"| {row.model} | {row.trigger} | {row.placement} | {row.delay_s:g} | {s.tasks} "
-            f"| {s.shown:.2f} | {_rate(s.pass_at_1)} | {s.exact:.2f} | {s.edit_similarity:.2f} "
+            f"| {s.shown:.2f} | {_pass_rate(s.pass_at_1, row.no_sandbox)} | {s.exact:.2f} "
+            f"| {s.edit_similarity:.2f} "
             f"| {_rate(s.right_when_shown)} | {_ms(s.show_p50_ms)} | {_ms(s.show_p95_ms)} "
             f"| {s.empty} | {s.timeouts} | {s.errors} | {s.requests} | {s.cancels_sent} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _footnote(rows))

@@ -22,7 +22,12 @@ from lint_bridge.verify import Verifier
 from lsp.pipeline import CompletionPipeline, ContextSource, Cursor, PipelineSettings
 from model.api import Backend
 from model.holes import EditorView, HoleTask, Placement, place, region_lines
-from model.sandbox import SandboxLimits, run_python
+from model.sandbox import (
+    SandboxLimits,
+    run_python,
+    sandbox_available,
+    sandbox_unavailable_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -235,12 +240,34 @@ def run_task(
 
 def score_completed(task: HoleTask, completed: str, text: str, limits: SandboxLimits) -> Score:
     """Scores of the buffer after the suggestion ``text`` was accepted: the hole's lines
-    against the answer's and, where the task has tests, whether the file passes them."""
+    against the answer's and, where the task has tests and the sandbox can run them,
+    whether the file passes them (``passed`` None otherwise: not measured)."""
     expected, got = region_lines(task, completed)
     scored = score(expected, got, empty=not text.strip(), callee=task.callee)
-    if task.test is None:
+    if task.test is None or not sandbox_available():
         return scored
     return replace(scored, passed=run_python(completed + "\n" + task.test, limits).passed)
+
+
+def execution_unavailable(tasks: Sequence[HoleTask]) -> str | None:
+    """Why the tests of ``tasks`` cannot run here (said once, as a warning), or None where
+    they can or no task has tests."""
+    if not any(task.test is not None for task in tasks):
+        return None
+    reason = sandbox_unavailable_reason()
+    if reason is not None:
+        logger.warning("execution scoring unavailable, pass@1 is not measured: %s", reason)
+    return reason
+
+
+def execution_json(reason: str | None) -> dict[str, object]:
+    """``execution_scoring`` in a run's JSON: whether pass@1 was measured, and if not why."""
+    return {"available": reason is None, "reason": reason}
+
+
+def executable(task: HoleTask) -> bool:
+    """Whether pass@1 counts ``task``: it has tests and the sandbox can run them."""
+    return task.test is not None and sandbox_available()
 
 
 def _failed(task: HoleTask, placement: Placement) -> TaskResult:
@@ -253,7 +280,7 @@ def _failed(task: HoleTask, placement: Placement) -> TaskResult:
         cross_file=task.cross_file,
         suggestion=None,
         replaced=0,
-        score=replace(scored, passed=False if task.test is not None else None),
+        score=replace(scored, passed=False if executable(task) else None),
         latency_ms=0.0,
         prompt_tokens=0,
         prompt_tokens_evaluated=0,

@@ -76,7 +76,8 @@ def study(
     limits: SandboxLimits | None = None,
     progress: Progress | None = None,
 ) -> VerificationStudy:
-    """Verify and execute ``samples`` candidates per task (tasks need tests)."""
+    """Verify and execute ``samples`` candidates per task (tasks need tests, and the
+    sandbox: ``SandboxUnavailable`` where there is none; the driver leaves the study out)."""
     limits = limits or SandboxLimits()
     verifier = workspace.verifier()
     settings: PipelineSettings = pipeline.settings

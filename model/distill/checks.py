@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import shutil
@@ -37,7 +38,7 @@ class SampleChecker:
     def __init__(self, root: Path, *, run_tests: bool = True, test_timeout_s: float = 60.0):
         self.root = root
         self.verifier = Verifier(workspace_root=root)
-        self.tests = TestGate(root, test_timeout_s) if run_tests else None
+        self.tests = TestGate(root, test_timeout_s) if run_tests and _can_execute() else None
 
     def check(self, task: Task, text: str, middle: str) -> str | None:
         """None when ``middle`` passes every check for ``task`` in ``text``; else why not."""
@@ -91,6 +92,20 @@ def _fix_reason(reason: str) -> str:
     return "fix:" + _reason_label(label)
 
 
+@functools.lru_cache(maxsize=1)
+def _can_execute() -> bool:
+    """Whether samples can run against the repository's tests here; says once when not."""
+    from model.sandbox import sandbox_unavailable_reason
+
+    reason = sandbox_unavailable_reason()
+    if reason is not None:
+        logger.warning(
+            "execution filtering is off (samples are checked by lint and symbols only): %s",
+            reason,
+        )
+    return reason is None
+
+
 class TestGate:
     """Runs the tests that name a task's function, on the original and on each sample."""
 
@@ -142,6 +157,7 @@ class TestGate:
                 SandboxLimits(
                     timeout_s=self.timeout_s, cpu_s=int(self.timeout_s) + 1, memory_mb=2048
                 ),
+                read_only=[copy, *_site_packages()],
             )
         finally:
             target.write_bytes(original)
@@ -194,9 +210,14 @@ def _enclosing_function(text: str, offset: int) -> str | None:
     return best.name if best is not None else None
 
 
+def _site_packages() -> list[str]:
+    """Where pytest and the repository's dependencies are installed (bound read-only)."""
+    return list(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
+
+
 def _pytest_program(copy: Path, tests: tuple[str, ...]) -> str:
     """The sandboxed program: pytest on ``tests`` inside the copy, writing nothing."""
-    paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    paths = _site_packages()
     args = [
         "-q",
         "-x",
@@ -209,14 +230,15 @@ def _pytest_program(copy: Path, tests: tuple[str, ...]) -> str:
         str(copy),
         *tests,
     ]
-    # The sandbox lets the program write only in its own directory: temp files go there.
+    # The copy and the packages are read-only in the sandbox; temp files go to its own
+    # directory, the only writable one.
     return (
         "import os, sys, tempfile\n"
         "sys.dont_write_bytecode = True\n"
         "tempfile.tempdir = os.getcwd()\n"
         "os.environ['PYTEST_DISABLE_PLUGIN_AUTOLOAD'] = '1'\n"
         "sys.stdout = sys.stderr\n"
-        f"sys.path[:0] = {[str(copy), *dict.fromkeys(paths)]!r}\n"
+        f"sys.path[:0] = {[str(copy), *paths]!r}\n"
         f"os.chdir({str(copy)!r})\n"
         "import pytest\n"
         f"sys.exit(pytest.main({args!r}))\n"

