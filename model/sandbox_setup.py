@@ -63,7 +63,7 @@ class Bwrap:
 
     path: str
     version: str
-    size: bool  # --size (0.10+): a bound on the tmpfs
+    size: bool  # --size: a bound on the tmpfs (Debian 12's 0.8 has it; older ones may not)
     disable_userns: bool  # --disable-userns: no nested user namespace inside
 
 

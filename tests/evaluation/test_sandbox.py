@@ -59,6 +59,26 @@ def test_threads_work_and_child_processes_are_refused() -> None:
     assert not spawned.passed and "PermissionError" in spawned.stderr_tail
 
 
+@pytest.mark.skipif(
+    os.getuid() == 0, reason="the kernel does not apply RLIMIT_NPROC to a root caller"
+)
+def test_threads_are_limited() -> None:
+    program = """
+import sys, threading, time
+threading.stack_size(64 * 1024)
+made = 0
+try:
+    for _ in range(200):
+        threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+        made += 1
+except RuntimeError:
+    pass
+sys.stderr.write(f'threads {made}')
+"""
+    result = run_python(program, SandboxLimits(threads=8))
+    assert int(result.stderr_tail.split("threads ")[-1]) < 8
+
+
 def test_the_working_directory_is_the_only_writable_place() -> None:
     program = """
 import os, tempfile

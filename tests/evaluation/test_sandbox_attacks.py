@@ -317,3 +317,19 @@ sys.stderr.write(f'written {written} big {big}\\n')
     written, big = result.stderr_tail.split("written ")[-1].split(" big ")
     assert int(written) <= 8 << 20
     assert big.strip() == "False"
+
+
+def test_no_namespace_of_its_own_to_mount_an_unbounded_tmpfs() -> None:
+    # A nested user namespace would give the program every capability in it, and with
+    # them a tmpfs outside the size bound.
+    program = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for flags in (0x10000000, 0x10020000, 0x00020000):  # user, user + mount, mount
+    if libc.unshare(flags) == 0:
+        sys.exit(f'unshare({flags:#x}) worked')
+if libc.mount(b'none', b'/sandbox', b'tmpfs', 0, None) == 0:
+    sys.exit('mounted a tmpfs')
+"""
+    result = run_python(GUARD_OFF["main-module"] + program)
+    assert result.passed, result.stderr_tail
