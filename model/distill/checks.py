@@ -38,7 +38,7 @@ class SampleChecker:
     def __init__(self, root: Path, *, run_tests: bool = True, test_timeout_s: float = 60.0):
         self.root = root
         self.verifier = Verifier(workspace_root=root)
-        self.tests = TestGate(root, test_timeout_s) if run_tests and _can_execute() else None
+        self.tests = TestGate(root, test_timeout_s) if run_tests and can_execute() else None
 
     def check(self, task: Task, text: str, middle: str) -> str | None:
         """None when ``middle`` passes every check for ``task`` in ``text``; else why not."""
@@ -93,7 +93,7 @@ def _fix_reason(reason: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _can_execute() -> bool:
+def can_execute() -> bool:
     """Whether samples can run against the repository's tests here; says once when not."""
     from model.sandbox import sandbox_unavailable_reason
 

@@ -22,7 +22,7 @@ from indexer.records import IndexerError
 from indexer.walk import read_source_text, walk_repository
 from lint_bridge.ruff import RuffRunner
 from model.atomic_io import write_text_atomic
-from model.distill.checks import SampleChecker
+from model.distill.checks import SampleChecker, can_execute
 from model.distill.dataset import (
     CARD_JSON,
     CARD_MD,
@@ -344,7 +344,8 @@ def _finish(
         "settings": {
             "seed": settings.seed,
             "heldout_ratio": settings.heldout_ratio,
-            "tests": settings.run_tests,
+            # Whether samples really ran against the tests (not only whether asked to).
+            "tests": settings.run_tests and can_execute(),
             "limits": asdict(settings.limits),
         },
     }
