@@ -25,13 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.embed import (
-    Embedder,
-    OnnxRecipe,
-    TorchEmbedder,
-    ensure_onnx_model,
-    load_onnx_embedder,
-)
+from indexer.embed import Embedder, OnnxRecipe, ensure_onnx_model, load_onnx_embedder
+from indexer.embed_torch import TorchEmbedder
 
 MODULES = (
     "shutil",

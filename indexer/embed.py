@@ -1,4 +1,9 @@
-"""Text embedders behind one protocol: the bundled all-MiniLM-L6-v2 (ONNX int8 or torch), a fake."""
+"""Text embedders behind one protocol: the bundled all-MiniLM-L6-v2 (ONNX int8 or torch), a fake.
+
+ONNX is the default and needs no torch: the model is exported from its safetensors
+weights by ``indexer.onnx_export``. The torch embedder (sentence-transformers) is an
+optional fallback, there only where the ``train`` extra is installed.
+"""
 
 from __future__ import annotations
 
@@ -38,11 +43,13 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 DEFAULT_BATCH_SIZE = 8  # measured: 8 edged out 16-64 at 128 tokens (less padding, warmer cache)
 KINDS = ("default", "minilm-onnx", "minilm-torch", "fake")
 # Bump when the export recipe changes the vectors it produces: it renames the cache entry.
-ONNX_RECIPE_VERSION = 2
+# 3: the graph is written from the weights with onnx.helper instead of traced with torch.
+ONNX_RECIPE_VERSION = 3
 MODEL_FILE = "model.onnx"
 MANIFEST = "manifest.json"
 _EXPORT_TIMEOUT_S = 900
 _ONNX_FIX = "pip install onnxruntime onnx"
+TRAIN_EXTRA_FIX = "pip install 'apprentice[train]' (from a checkout: pip install -e '.[train]')"
 
 
 class EmbedderError(IndexerError):
@@ -176,55 +183,14 @@ def force_offline() -> None:
     os.environ.update(_OFFLINE_ENV)
 
 
-class TorchEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers and torch (the slower fallback)."""
-
-    def __init__(
-        self,
-        source: Path | None = None,
-        *,
-        max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-        threads: int | None = None,
-        batch_size: int = 32,
-    ) -> None:
-        source = source or model_dir()
-        force_offline()
-        try:
-            import torch
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise EmbedderError(
-                f"sentence-transformers cannot be imported ({exc}); "
-                "fix: pip install sentence-transformers"
-            ) from None
-        self._torch = torch
-        self.threads = threads or default_embed_threads()
-        self.batch_size = batch_size
-        torch.set_num_threads(self.threads)
-        self._model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
-        self._model.max_seq_length = max_seq_length
-        self.dim = int(self._model.get_embedding_dimension() or MODEL_DIM)
-        self.name = f"{MODEL_ID}/torch/{max_seq_length}"
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for ``texts``; sentence-transformers batches them sorted by length."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        # torch's thread count is process-wide; someone else may have changed it.
-        self._torch.set_num_threads(self.threads)
-        with self._torch.inference_mode():
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        """The vector of one query."""
-        return self.embed([text])[0]
+def torch_embedder_available() -> bool:
+    """Whether sentence-transformers and torch are installed (the ``train`` extra brings them)."""
+    try:
+        return all(
+            importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers")
+        )
+    except (ImportError, ValueError):  # a package hidden or half-imported counts as missing
+        return False
 
 
 @dataclass(frozen=True)
@@ -279,7 +245,12 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self._session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
+            str(onnx_path),
+            options,
+            providers=["CPUExecutionProvider"],
+            # Its fused residual + LayerNorm kernel took ~3x the time of the Add and
+            # LayerNorm it replaces (int8, one thread): ~25% of the whole model.
+            disabled_optimizers=["SkipLayerNormFusion"],
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
 
@@ -338,7 +309,7 @@ def _cache_key(source: Path, recipe: OnnxRecipe) -> str:
         str(source.resolve()),
         weights.st_size,
         weights.st_mtime_ns,
-        *(package_version(d) for d in (PIP_NAME, "onnxruntime", "onnx", "torch", "transformers")),
+        *(package_version(d) for d in (PIP_NAME, "onnxruntime", "onnx")),
     ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
@@ -380,7 +351,7 @@ def _remove_leftovers(entry: Path) -> None:
 
 
 def _run_export(source: Path, out_dir: Path, recipe: OnnxRecipe) -> None:
-    """Export in a child process: torch stays out of this one, and a hard crash stays there."""
+    """Export in a child process: a hard crash, and the memory the export touches, stay there."""
     package_root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, **_OFFLINE_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -480,11 +451,13 @@ def load_onnx_embedder(
 
 
 def _load_torch(threads: int | None) -> Embedder:
+    from indexer.embed_torch import TorchEmbedder
+
     return TorchEmbedder(threads=threads)
 
 
 def create_embedder(kind: str = "default", *, threads: int | None = None) -> Embedder:
-    """The embedder for a settings value: default (ONNX int8, else torch), minilm-*, fake."""
+    """The embedder a settings value names (KINDS); default: ONNX int8, else torch if installed."""
     kind = kind.strip().lower()
     if kind == "fake":
         return FakeEmbedder()
@@ -498,7 +471,12 @@ def create_embedder(kind: str = "default", *, threads: int | None = None) -> Emb
         return load_onnx_embedder(threads=threads, retry_failed=False)
     except EmbeddingModelMissingError:
         raise
-    except Exception as exc:  # whatever breaks in ONNX land, torch still works
+    except Exception as exc:  # whatever breaks in ONNX land, torch still works where installed
+        if not torch_embedder_available():
+            raise EmbedderError(
+                f"{exc} (the torch fallback is not installed either; it comes with the train "
+                f"extra: {TRAIN_EXTRA_FIX})"
+            ) from None
         logger.warning("ONNX embedder unavailable, using torch (about 3x slower): %s", exc)
         return _load_torch(threads)
 
@@ -515,6 +493,8 @@ def embedder_identity(kind: str = "default") -> tuple[str, int]:
         return (onnx_name if kind == "minilm-onnx" else torch_name), MODEL_DIM
     if kind != "default":
         raise EmbedderError(f"unknown embedder {kind!r}; choose one of {', '.join(KINDS)}")
+    if not torch_embedder_available():
+        return onnx_name, MODEL_DIM  # there is no fallback: creating it raises the clear error
     if not _onnx_importable():
         return torch_name, MODEL_DIM
     try:

@@ -255,8 +255,24 @@ def test_interrupted_export_leaves_nothing(
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [".export.lock"]
 
 
+@pytest.fixture
+def torch_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The train extra counts as installed (the fallbacks below use a stand-in anyway)."""
+    monkeypatch.setattr(embed, "torch_embedder_available", lambda: True)
+
+
+@pytest.fixture
+def torch_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither sentence-transformers nor torch can be imported, as without the train extra."""
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+
 def test_default_falls_back_to_torch_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    torch_installed: None,
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
@@ -280,7 +296,9 @@ def test_default_falls_back_to_torch_with_a_warning(
     assert len(calls) == 2
 
 
-def test_default_without_onnx_runtime_uses_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_without_onnx_runtime_uses_torch(
+    monkeypatch: pytest.MonkeyPatch, torch_installed: None
+) -> None:
     stand_in = FakeEmbedder()
     monkeypatch.setattr(embed, "_onnx_importable", lambda: False)
     monkeypatch.setattr(embed, "_load_torch", lambda threads: stand_in)
@@ -290,7 +308,9 @@ def test_default_without_onnx_runtime_uses_torch(monkeypatch: pytest.MonkeyPatch
         create_embedder("minilm-onnx")
 
 
-def test_unwritable_cache_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unwritable_cache_falls_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, torch_installed: None
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
@@ -298,6 +318,37 @@ def test_unwritable_cache_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(embed, "_load_torch", lambda threads: stand_in)
     monkeypatch.setattr(embed, "_onnx_importable", lambda: True)
     assert create_embedder("default") is stand_in
+
+
+def test_torch_missing_is_detected(torch_missing: None) -> None:
+    assert not embed.torch_embedder_available()
+
+
+def test_default_without_onnx_nor_torch_names_both_fixes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, torch_missing: None
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def broken_export(source: Path, out_dir: Path, recipe: OnnxRecipe) -> None:
+        raise ExportFailedError("ONNX export failed: RuntimeError: no graph")
+
+    monkeypatch.setattr(embed, "_run_export", broken_export)
+    monkeypatch.setattr(embed, "_onnx_importable", lambda: True)
+    with pytest.raises(EmbedderError) as info:
+        create_embedder("default")
+    message = str(info.value)
+    assert "no graph" in message
+    assert "pip install 'apprentice[train]'" in message
+    # No fallback to name: the index keeps expecting ONNX vectors.
+    assert embedder_identity("default")[0] == "all-MiniLM-L6-v2/onnx-int8/128"
+    monkeypatch.setattr(embed, "_onnx_importable", lambda: False)
+    assert embedder_identity("default")[0] == "all-MiniLM-L6-v2/onnx-int8/128"
+
+
+def test_torch_kind_without_the_extra_says_how_to_install(torch_missing: None) -> None:
+    with pytest.raises(EmbedderError, match=r"pip install -e '\.\[train\]'") as info:
+        create_embedder("minilm-torch")
+    assert "sentence-transformers" in str(info.value)
 
 
 # -- the real model ----------------------------------------------------------------------------
@@ -348,7 +399,8 @@ def test_real_export_is_atomic_and_reused(
     model = entries[0] / MODEL_FILE
     manifest = json.loads((entries[0] / "manifest.json").read_text())
     assert manifest["recipe"] == "onnx-int8"
-    assert manifest["min_cosine_to_torch"] >= 0.98
+    assert manifest["recipe_version"] == embed.ONNX_RECIPE_VERSION
+    assert manifest["min_cosine_to_reference"] >= 0.98
     assert sorted(p.name for p in entries[0].iterdir()) == ["manifest.json", MODEL_FILE]
     mtime = model.stat().st_mtime_ns
     calls = []
@@ -359,6 +411,9 @@ def test_real_export_is_atomic_and_reused(
 
 
 @pytest.mark.model
+@pytest.mark.skipif(
+    not embed.torch_embedder_available(), reason="the torch embedder needs the train extra"
+)
 def test_torch_embedder_agrees_with_onnx(onnx_cache: Path) -> None:
     torch_vectors = create_embedder("minilm-torch", threads=1).embed(TEXTS[:4])
     onnx_vectors = create_embedder("minilm-onnx", threads=1).embed(TEXTS[:4])
