@@ -55,7 +55,7 @@ $(STAMP): pyproject.toml $(LLAMA_STAMP)
 	@# The CPU build of torch first: anything that pulls torch later finds it
 	@# satisfied instead of downloading a multi-gigabyte CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,train]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -2,12 +2,14 @@
 
 Thin wrappers around ``model.distill.run`` and ``model.train.run``; torch, transformers
 and llama.cpp are imported only inside the commands. Every failure is one line and exit
-status 1 (``lsp.cli.main``).
+status 1 (``lsp.cli.main``); ``train`` without the ``train`` extra (torch, transformers,
+peft) says how to install it and exits 2. ``distill`` needs no extra.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -215,8 +217,30 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+# What ``apprentice train`` imports that the server does not: the ``train`` extra.
+TRAIN_EXTRA = ("torch", "transformers", "peft", "safetensors", "gguf")
+TRAIN_EXTRA_FIX = "pip install 'apprentice[train]' (from a checkout: pip install -e '.[train]')"
+
+
+def missing_train_extra() -> str | None:
+    """The first package of the ``train`` extra that cannot be imported, or None."""
+    for name in TRAIN_EXTRA:
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError):  # OSError: torch installed without its shared libraries
+            return name
+    return None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``apprentice train DATASET -o DIR``: LoRA, export to llama.cpp, agreement, checkpoint."""
+    missing = missing_train_extra()
+    if missing is not None:
+        _say(
+            f"apprentice: train needs the train extra ({missing} is not installed); "
+            f"install it: {TRAIN_EXTRA_FIX}"
+        )
+        return 2
     from model.train.loop import TrainSettings
     from model.train.run import PackOptions, train_student
 
