@@ -28,6 +28,7 @@ from indexer.lexical import LexicalIndex, reciprocal_rank_fusion
 from indexer.lock import IndexLock
 from indexer.quarantine import Quarantine
 from indexer.records import Chunk, IndexerError, ParsedFile, SourceFile
+from indexer.secrets import indexable_text
 from indexer.store import IndexStore
 from indexer.symbols import python_module_names
 from indexer.vectors import VectorIndex
@@ -357,7 +358,8 @@ class RepositoryIndex:
         """Re-index one file from in-memory text (the server calls this on save).
 
         ``text`` None means the file was deleted. Returns False when the file is not
-        indexable (secret, binary, too large, ignored): it is then dropped.
+        indexable (named as credentials, binary, too large, ignored): it is then dropped.
+        Secrets in ``text`` are redacted before anything of it is stored.
         """
         path = self.root / rel_path
         if text is None or not path.exists():
@@ -373,10 +375,13 @@ class RepositoryIndex:
         )
         if reason is None and not listed_by_walk(self.root, rel_path):
             reason = "ignored (.gitignore)"
-        if reason is not None:
-            logger.info("not indexing %s: %s", rel_path, reason)
+        # Saved text is stored as the walk stores read text: its secrets redacted.
+        redacted = None if reason is not None else indexable_text(text, rel_path)
+        if redacted is None:
+            logger.info("not indexing %s: %s", rel_path, reason or "the secret scan failed")
             self._drop([rel_path])
             return False
+        text = redacted
         stat = path.stat()
         file = SourceFile(
             path=rel_path,

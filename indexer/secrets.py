@@ -1,24 +1,40 @@
-"""Secret detection for the walk: file names that hold credentials and contents that leak them.
+"""Secrets in the repository: files whose names mark them as credentials, and secrets inside
+any other file, redacted before its text is stored or shown.
 
-Both checks answer with the *kind* of secret (``"private-key"``, ``"aws-access-key-id"``...)
-and never with the secret itself, so callers can log the answer safely.
+Files named as credentials (``.env*``, ``*.pem``, ``id_rsa``, ``credentials.json`` ...) are
+never read: their names alone help no completion. Every ``.env*`` file counts, templates
+included (``.env.example`` files are often filled with real values by mistake);
+``credentials*`` and ``secrets.*`` only count when they are data files, since modules such as
+``credentials.py`` or ``secrets.py`` are code.
 
-Every ``.env*`` file is treated as a secret, templates included: ``.env.example``
-files are often filled with real values by mistake, and their names alone help no
-completion. ``credentials*`` and ``secrets.*`` only count when they are data files
-(``credentials.json``, ``secrets.yaml``); source modules such as ``credentials.py``
-or ``secrets.py`` are code, and their contents are still scanned.
+In every other file, :func:`redact_secrets` replaces each secret with ``<redacted:KIND>``
+(inside its quotes, so the code still parses) and keeps the rest of the file for retrieval.
+The secrets are found by detect-secrets (``indexer.secret_scan``), and by four rules of our
+own for what it does not see: the body of a PEM private key (detect-secrets reports only
+its BEGIN line), a private key encoded in base64 (a kubeconfig's ``client-key-data``, a
+Kubernetes secret's ``tls.key``), Django's generated ``django-insecure-`` keys wherever
+they stand (a default in ``os.environ.get("SECRET_KEY", "...")`` is no assignment the
+keyword plugin reads), and URL passwords holding ``!$&'()*+,;=``, where detect-secrets'
+basic-auth pattern stops. A token found once is redacted wherever else it occurs in the file.
+Notebooks are scanned cell by cell after JSON decoding, then as raw text.
+
+Kinds, never values, are what callers log.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
-import math
 import re
-import string
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
+
+from indexer.secret_scan import Finding, find_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -94,195 +110,292 @@ def is_secret_path(rel_path: str) -> bool:
     return False
 
 
-def _entropy(value: str) -> float:
-    """Shannon entropy in bits per character."""
-    counts = Counter(value)
-    total = len(value)
-    return -sum(n / total * math.log2(n / total) for n in counts.values())
+def placeholder(kind: str) -> str:
+    """What a secret of ``kind`` is replaced with."""
+    return f"<redacted:{kind}>"
 
 
-_PLACEHOLDER = re.compile(
-    r"example|sample|dummy|placeholder|changeme|change_me|your[_-]|xxxx|\*\*\*|\.\.\.|\$\{|\{\{"
-    r"|%\(|<|://",
-    re.IGNORECASE,
-)
-_HEX = re.compile(r"[0-9a-fA-F]+")
-_TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
-_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+@dataclass(frozen=True)
+class Redaction:
+    """A text with its secrets replaced, and how many of each kind were."""
+
+    text: str
+    kinds: dict[str, int] = field(default_factory=dict)
 
 
-def _looks_random(value: str) -> bool:
-    """Whether a literal looks like a generated credential rather than a word or an identifier.
+def redact_secrets(text: str, path: str) -> Redaction:
+    """``text`` with every secret found in it replaced by a placeholder.
 
-    Random strings reach an entropy near log2(length); words, identifiers and
-    sentences stay well below it. Hex digests have a 16-letter alphabet, so they get
-    their own, lower bar.
+    ``path`` gives the file type (its extension picks the rules; ``.ipynb`` is decoded
+    first) and names the file in the log, which says how many secrets of which kinds were
+    redacted and never what they were.
     """
-    if len(value) < 16 or _PLACEHOLDER.search(value) or _DOTTED_NAME.fullmatch(value):
-        return False
-    classes = sum(
-        (
-            any(c.islower() for c in value),
-            any(c.isupper() for c in value),
-            any(c.isdigit() for c in value),
+    kinds: Counter[str] = Counter()
+    if path.lower().endswith(".ipynb"):
+        text = _redact_notebook(text, kinds)
+    text = _redact(text, PurePosixPath(path).name, kinds)
+    if kinds:
+        logger.info(
+            "redacted %d secret(s) in %s: %s",
+            sum(kinds.values()),
+            path,
+            ", ".join(f"{kind} x{count}" for kind, count in sorted(kinds.items())),
         )
-    )
-    if classes < 2:
-        return False
-    # Identifiers, module paths and passphrases split into few long word-like runs
-    # (``test_password_123``); generated strings switch character class every char or two.
-    tokens = _TOKEN.findall(value)
-    if sum(map(len, tokens)) >= 4 * len(tokens):
-        return False
-    entropy = _entropy(value)
-    if _HEX.fullmatch(value):
-        return len(value) >= 32 and entropy >= 3.3
-    return entropy >= min(4.0, math.log2(len(value)) - 0.7)
+    return Redaction(text, dict(kinds))
 
 
-# Each pattern is tried only when its cheap substring hint occurs in the text, so a
-# clean file costs a few ``in`` scans instead of a dozen regex passes.
-_PATTERNS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
-    (
-        "private-key",
-        ("PRIVATE KEY",),
-        # The header alone is also what PEM parsers contain; a key has a base64 body.
-        re.compile(
-            r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----[\s\S]{0,300}?[A-Za-z0-9+/]{40}"
-        ),
-    ),
-    (
-        "aws-access-key-id",
-        ("AKIA", "ASIA"),
-        # AWS documents its example keys with an EXAMPLE suffix (AKIAIOSFODNN7EXAMPLE).
-        re.compile(r"\b(?:AKIA|ASIA)(?![0-9A-Z]*EXAMPLE)[0-9A-Z]{16}\b"),
-    ),
-    (
-        "aws-secret-access-key",
-        ("aws", "AWS"),
-        re.compile(
-            r"(?i)aws_?secret_?(?:access_?)?key\W{0,3}\s*[:=]+>?\s*[\"']?"
-            r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
-        ),
-    ),
-    ("google-api-key", ("AIza",), re.compile(r"\bAIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])")),
-    (
-        "github-token",
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})"),
-    ),
-    ("huggingface-token", ("hf_",), re.compile(r"\bhf_[A-Za-z0-9]{34,}")),
-    ("gitlab-token", ("glpat-",), re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}")),
-    ("slack-token", ("xox",), re.compile(r"\bxox[abprs]-[0-9A-Za-z]{6,}-[0-9A-Za-z-]{6,}")),
-    (
-        "slack-webhook",
-        ("hooks.slack.com",),
-        re.compile(r"hooks\.slack\.com/services/T[0-9A-Z]{6,}/B[0-9A-Z]{6,}/[0-9A-Za-z]{16,}"),
-    ),
-    ("stripe-key", ("_live_",), re.compile(r"\b[sr]k_live_[0-9A-Za-z]{20,}")),
-    ("anthropic-key", ("sk-ant-",), re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{32,}")),
-    (
-        "jwt",
-        ("eyJ",),
-        re.compile(r"\beyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"),
-    ),
-)
+def indexable_text(text: str, path: str) -> str | None:
+    """The text of a file as the index may store it: every secret found in it redacted.
 
-# ``sk-`` also starts CSS classes and slugs, so the key body must look random.
-_OPENAI_KEY = re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?([A-Za-z0-9_\-]{32,})")
-
-_KEYWORD = (
-    r"(?:password|passwd|passphrase|secret|api[_-]?key|access[_-]?key|private[_-]?key"
-    r"|auth[_-]?token|access[_-]?token|refresh[_-]?token|bearer[_-]?token|token)"
-)
-# ``password = "..."``, ``"api_key": "..."``, ``secret: str = "..."``, ``token => '...'``.
-_ASSIGNED_LITERAL = re.compile(
-    _KEYWORD + r"[A-Za-z0-9_\-]*[\"'\]]?\s*"
-    r"(?::\s*[A-Za-z_][\w\[\]., |]{0,40}?\s*=|:=|=>|==?|:)\s*"
-    # Brackets, braces and commas mark type annotations and code, never a credential.
-    r"[rbuRBU]{0,2}([\"'`])([^\"'`\s\\()\[\]{}<>,;]{16,256})\1",
-    re.IGNORECASE,
-)
-# ``API_KEY=abc...`` / ``api_key: abc...`` in env, INI and YAML files, value unquoted.
-_ASSIGNED_BARE = re.compile(
-    r"^[ \t]*(?:export[ \t]+)?[A-Za-z0-9_.\-]*" + _KEYWORD + r"[A-Za-z0-9_.\-]*[ \t]*[:=][ \t]*"
-    r"([A-Za-z0-9+/_\-]{20,256}={0,2})[ \t]*$",
-    re.IGNORECASE | re.MULTILINE,
-)
-_KEYWORD_HINTS = ("pass", "secret", "key", "token")
-
-
-_SERVICE_ACCOUNT = re.compile(r'"type"\s*:\s*"service_account"')
-_SERVICE_ACCOUNT_KEY = re.compile(r'"private_key"\s*:\s*"-----BEGIN')
-
-
-def _is_service_account(text: str) -> bool:
-    return bool(_SERVICE_ACCOUNT.search(text) and _SERVICE_ACCOUNT_KEY.search(text))
-
-
-def _openai_key(text: str) -> bool:
-    return any(_looks_random(m.group(1)) for m in _OPENAI_KEY.finditer(text))
-
-
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
-def _keyword_lines(text: str) -> Iterator[tuple[int, int]]:
-    """Start and end offsets of each line that holds a keyword of ``_KEYWORD``.
-
-    The assignment patterns start with a case-insensitive alternation, which the
-    regex engine tries at every offset; finding the few lines worth trying with
-    ``str.find`` first makes the scan about twenty times faster.
+    None when the scan itself failed: then nothing of the file is stored, rather than
+    text nobody looked at.
     """
-    # Lower-casing must keep offsets, and str.lower() lengthens a few characters ("İ").
-    # A string that keeps its length kept every offset (lower() never shortens a char).
-    lowered = text.lower()
-    if len(lowered) != len(text):
-        lowered = text.translate(_ASCII_LOWER)
-    starts: set[int] = set()
-    for hint in _KEYWORD_HINTS:
-        pos = lowered.find(hint)
-        while pos != -1:
-            start = text.rfind("\n", 0, pos) + 1
-            end = text.find("\n", pos)
-            end = len(text) if end == -1 else end
-            if start not in starts:
-                starts.add(start)
-                yield start, end
-            pos = lowered.find(hint, end)
+    try:
+        return redact_secrets(text, path).text
+    except Exception as error:  # a scanner fault must not put an unscanned file in the index
+        logger.warning("not indexing %s: the secret scan failed (%s)", path, type(error).__name__)
+        return None
 
 
-def _assigned_secret(text: str) -> bool:
-    for start, end in _keyword_lines(text):
-        for match in _ASSIGNED_LITERAL.finditer(text, start, end):
-            if _looks_random(match.group(2)):
-                return True
-        bare = _ASSIGNED_BARE.search(text, start, end)
-        # Unquoted values are often identifiers (``password: DB_PASSWORD``): demand all
-        # three character classes, as generated tokens have.
-        if bare is not None:
-            value = bare.group(1)
-            if (
-                any(c.islower() for c in value)
-                and any(c.isupper() for c in value)
-                and any(c.isdigit() for c in value)
-                and _looks_random(value)
-            ):
-                return True
-    return False
+def _redact(text: str, filename: str, kinds: Counter[str]) -> str:
+    lines = text.split("\n")
+    findings = _findings(text, lines, filename)
+    if not findings:
+        return text
+    by_line: dict[int, list[Finding]] = {}
+    for finding in findings:
+        by_line.setdefault(finding.line, []).append(finding)
+    for number, found in by_line.items():
+        lines[number] = _apply(lines[number], found, kinds)
+    return "\n".join(lines)
 
 
-_CHECKS: tuple[tuple[str, tuple[str, ...], Callable[[str], object]], ...] = (
-    ("gcp-service-account", ("service_account",), _is_service_account),
-    *((kind, hints, pattern.search) for kind, hints, pattern in _PATTERNS),
-    ("openai-key", ("sk-",), _openai_key),
-    ("assigned-secret", ("",), _assigned_secret),
+def _findings(text: str, lines: Sequence[str], filename: str) -> list[Finding]:
+    """Every secret in ``text``: detect-secrets', our own rules', and their values elsewhere."""
+    found = [
+        *find_secrets(text, filename),
+        *_pem_bodies(text, lines),
+        *_encoded_keys(text, lines),
+        *_django_keys(text, lines),
+        *_url_passwords(text, lines),
+    ]
+    return [*found, *_elsewhere(text, lines, found)]
+
+
+_GENERIC_KINDS = frozenset(
+    {"base64-high-entropy-string", "hex-high-entropy-string", "secret-keyword"}
 )
 
 
-def find_secret(text: str) -> str | None:
-    """The kind of the first secret found in ``text`` (never the secret itself), or None."""
-    for kind, hints, check in _CHECKS:
-        if any(hint in text for hint in hints) and check(text):
-            return kind
-    return None
+def _apply(line: str, found: Iterable[Finding], kinds: Counter[str]) -> str:
+    """``line`` with the spans of ``found`` replaced (overlapping spans merged into one)."""
+    merged: list[list[Any]] = []
+    # Where spans meet, the most specific kind names them (``slack-token`` before entropy).
+    for finding in sorted(found, key=lambda f: (f.start, -f.end, f.kind in _GENERIC_KINDS)):
+        if merged and finding.start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], finding.end)
+        else:
+            merged.append([finding.start, finding.end, finding])
+    for start, end, finding in reversed(merged):
+        replacement = placeholder(finding.kind) if finding.labelled else ""
+        line = line[:start] + replacement + line[end:]
+        kinds[finding.kind] += finding.labelled
+    return line
+
+
+def _spreads(value: str) -> bool:
+    """Whether a found value is redacted wherever it occurs: a token, not a word (a keyword
+    plugin's ``password`` in ``user:password@`` must not take every ``password`` with it)."""
+    if len(value) < 8:
+        return False
+    return len(value) >= 20 or (any(c.isdigit() for c in value) and any(c.isalpha() for c in value))
+
+
+def _elsewhere(text: str, lines: Sequence[str], found: Sequence[Finding]) -> Iterator[Finding]:
+    """Each found token (see ``_spreads``), wherever else it occurs (a test, a comment)."""
+    values = {lines[f.line][f.start : f.end]: f.kind for f in found}
+    values = {value: kind for value, kind in values.items() if _spreads(value)}
+    for value, kind in values.items():
+        if text.count(value) < 2:
+            continue
+        for number, line in enumerate(lines):
+            start = line.find(value)
+            while start != -1:
+                yield Finding(kind, number, start, start + len(value), labelled=True)
+                start = line.find(value, start + len(value))
+
+
+# -- our own rules ------------------------------------------------------------------------
+
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{8,}")
+# A body line when no END follows: base64 alone, give or take quotes, commas and a \n escape.
+_BODY_LINE = re.compile(r"""[\s"'`,+(]*[A-Za-z0-9+/=]{16,}(?:\\n)?[\s"'`,+)]*""")
+_PEM_MAX_LINES = 200
+_PLACEHOLDER = re.compile(r"<redacted:[a-z0-9-]+>")
+
+
+def _pem_bodies(text: str, lines: Sequence[str]) -> Iterator[Finding]:
+    """The body of each PEM private key: between BEGIN and END on one line (JSON's
+    ``"-----BEGIN ...-----\\nMIIE...\\n-----END ...-----"``), else the base64 runs of the
+    lines from BEGIN to END (without an END, of the base64 lines right below BEGIN)."""
+    if "PRIVATE KEY" not in text:
+        return
+    for number, line in enumerate(lines):
+        begin = _PEM_BEGIN.search(line)
+        if begin is None:
+            continue
+        end = _PEM_END.search(line, begin.end())
+        if end is not None:
+            yield Finding("private-key", number, begin.end(), end.start())
+            continue
+        below = lines[number + 1 : number + 1 + _PEM_MAX_LINES]
+        stop = next((i for i, part in enumerate(below) if _PEM_END.search(part)), None)
+        if stop is None:
+            bare = (i for i, part in enumerate(below) if not _BODY_LINE.fullmatch(part))
+            stop = next(bare, len(below))
+        body = [(number, line[begin.end() :], begin.end())]
+        body += [(number + 1 + i, below[i], 0) for i in range(stop)]
+        if stop < len(below) and (end := _PEM_END.search(below[stop])) is not None:
+            body.append((number + 1 + stop, below[stop][: end.start()], 0))
+        labelled = True
+        for where, part, offset in body:
+            # A JSON string's "\n" escape is no part of the key ("n" is a base64 letter), nor
+            # is a placeholder (text read for the index and saved again).
+            part = _PLACEHOLDER.sub(lambda m: " " * len(m.group()), part.replace("\\n", "\\ "))
+            for run in _BASE64_RUN.finditer(part):
+                yield Finding(
+                    "private-key", where, run.start() + offset, run.end() + offset, labelled
+                )
+                labelled = False
+
+
+# base64 of "-----BEGIN" (a base64 text starts on a 3-byte boundary, so it always reads so)
+_ENCODED_PEM = re.compile(r"LS0tLS1CRUdJT[A-Za-z0-9+/]*={0,2}")
+
+
+def _encoded_keys(text: str, lines: Sequence[str]) -> Iterator[Finding]:
+    """Base64 texts that decode to a PEM private key (``client-key-data: LS0tLS1CRUdJTi...``)."""
+    if "LS0tLS1CRUdJT" not in text:
+        return
+    for number, line in enumerate(lines):
+        for match in _ENCODED_PEM.finditer(line):
+            encoded = match.group()
+            try:
+                decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+            except (binascii.Error, ValueError):
+                continue
+            if b"PRIVATE KEY" in decoded[:80]:
+                yield Finding("private-key-base64", number, *match.span())
+
+
+_DJANGO_KEY = re.compile(r"django-insecure-[^\s'\"`]{20,}")
+
+
+def _django_keys(text: str, lines: Sequence[str]) -> Iterator[Finding]:
+    """Django's generated keys (``django-insecure-`` and 50 random characters, parentheses
+    included), wherever they stand."""
+    if "django-insecure-" not in text:
+        return
+    for number, line in enumerate(lines):
+        for match in _DJANGO_KEY.finditer(line):
+            yield Finding("django-secret-key", number, *match.span())
+
+
+# ``scheme://user:password@``: detect-secrets' basic-auth pattern stops at the characters a
+# URL may hold unescaped in a password (``!$&'()*+,;=``), so ``postgresql://app:s3cr3t!@db``
+# goes unseen by it.
+_URL_PASSWORD = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#\[\]@\"'`<>]+:([^\s/?#\[\]@\"'`<>]+)@"
+)
+
+
+def _url_passwords(text: str, lines: Sequence[str]) -> Iterator[Finding]:
+    """Passwords in URLs (``postgresql://user:password@host``), whatever their characters;
+    placeholders such as ``${DB_PASSWORD}`` or ``%(password)s`` are left alone."""
+    if "://" not in text or "@" not in text:
+        return
+    for number, line in enumerate(lines):
+        if "://" not in line:
+            continue
+        for match in _URL_PASSWORD.finditer(line):
+            password = match.group(1)
+            if password[0] not in "$%{<" and any(c.isalnum() for c in password):
+                yield Finding("url-password", number, *match.span(1))
+
+
+# -- notebooks ------------------------------------------------------------------------------
+
+
+def _redact_notebook(raw: str, kinds: Counter[str]) -> str:
+    """A notebook's JSON with the secrets in its cells (sources and text outputs) redacted.
+
+    The cells are scanned as the code they hold (a cell line reads ``api_key = "..."``,
+    where the file has ``"api_key = \\"...\\"\\n",``); each changed line is replaced in the
+    raw JSON in its escaped form, so the file keeps its layout. Where an escaped form is not
+    found as written (an unusual escaping), the notebook is written anew from the redacted
+    cells. Text that is not a notebook is left to the plain scan.
+    """
+    try:
+        notebook = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        return raw
+    suffix = _cell_suffix(notebook)
+    rewrite = False
+    for holder, key, filename in _notebook_texts(notebook, suffix):
+        value = holder[key]
+        text = "".join(value) if isinstance(value, list) else value
+        redacted = _redact(text, filename, kinds)
+        if redacted == text:
+            continue
+        holder[key] = redacted.splitlines(keepends=True) if isinstance(value, list) else redacted
+        for old, new in zip(text.split("\n"), redacted.split("\n"), strict=True):
+            if old == new:
+                continue
+            forms = {json.dumps(old)[1:-1], json.dumps(old, ensure_ascii=False)[1:-1]}
+            present = [form for form in forms if form in raw]
+            for form in present:
+                raw = raw.replace(form, json.dumps(new, ensure_ascii=False)[1:-1])
+            rewrite = rewrite or not present
+    if rewrite:
+        return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    return raw
+
+
+def _cell_suffix(notebook: dict[str, Any]) -> str:
+    """The file extension of the notebook's language (``.py`` unless it says otherwise)."""
+    metadata = notebook.get("metadata")
+    info = metadata.get("language_info") if isinstance(metadata, dict) else None
+    extension = info.get("file_extension") if isinstance(info, dict) else None
+    if isinstance(extension, str) and re.fullmatch(r"\.\w{1,10}", extension):
+        return extension
+    return ".py"
+
+
+def _notebook_texts(notebook: dict[str, Any], suffix: str) -> Iterator[tuple[Any, Any, str]]:
+    """(container, key, file name for the rules) of every text in the cells and outputs."""
+    for cell in notebook["cells"]:
+        if not isinstance(cell, dict):
+            continue
+        code = cell.get("cell_type") == "code"
+        if _is_text(cell.get("source")):
+            yield cell, "source", "cell" + (suffix if code else ".md")
+        outputs = cell.get("outputs")
+        for output in outputs if isinstance(outputs, list) else ():
+            if not isinstance(output, dict):
+                continue
+            for key in ("text", "traceback"):
+                if _is_text(output.get(key)):
+                    yield output, key, "output.txt"
+            data = output.get("data")
+            if isinstance(data, dict) and _is_text(data.get("text/plain")):
+                yield data, "text/plain", "output.txt"
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(item, str) for item in value)
+    )

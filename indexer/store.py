@@ -34,7 +34,9 @@ from indexer.records import (
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: stored text has its secrets redacted; an index from before may hold what the older,
+# pattern-based check let through, so it is rebuilt rather than trusted.
+SCHEMA_VERSION = 2
 DB_NAME = "index.sqlite"
 META_NAME = "meta.json"
 VECTORS_NAME = "vectors.faiss"

@@ -5,6 +5,8 @@ files that are not ignored), listed by one ``git ls-files`` call that cannot run
 repository-controlled commands; elsewhere a plain walk applies the same
 ``.gitignore`` rules. The walk and single-file updates share one set of rules:
 :func:`path_skip_reason` (the name alone) and :func:`skip_reason` (name and content).
+Files named as credentials are skipped; secrets inside any other file are redacted from the
+text :func:`read_source_text` returns, never a reason to drop the rest of the file.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pathspec
 from indexer.git_files import git_list, git_top
 from indexer.languages import language_for
 from indexer.records import IndexerError, SourceFile
-from indexer.secrets import find_secret, is_secret_path
+from indexer.secrets import indexable_text, is_secret_path
 from indexer.untrusted import is_instruction_file
 
 logger = logging.getLogger(__name__)
@@ -139,17 +141,16 @@ def _decode(rel_path: str, data: bytes, max_file_bytes: int) -> str:
     text = text.removeprefix("\ufeff")
     if _GENERATED_MARK.search("\n".join(text[:2048].splitlines()[:_HEADER_LINES])):
         raise _Skip("generated")
-    kind = find_secret(text)
-    if kind is not None:
-        logger.info("not indexing %s: it contains a secret (%s)", rel_path, kind)
-        raise _Skip("secret")
     return text
 
 
 def skip_reason(
     rel_path: str, data: bytes, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 ) -> str | None:
-    """Why a file with this path and content is not indexed (None: index it)."""
+    """Why a file with this path and content is not indexed (None: index it).
+
+    Secrets in the content are no reason: they are redacted (``indexable_text``).
+    """
     reason = path_skip_reason(rel_path)
     if reason is not None:
         return reason
@@ -181,16 +182,18 @@ def _read(abs_path: Path, max_file_bytes: int) -> tuple[bytes, os.stat_result]:
 
 
 def read_source_text(abs_path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> str | None:
-    """The text of one file under the walk's rules, or None when it must not be indexed."""
+    """The text of one file under the walk's rules, its secrets redacted (see
+    :func:`indexable_text`), or None when it must not be indexed."""
     try:
         reason = path_skip_reason(abs_path.name)
         if reason is not None:
             raise _Skip(reason)
         data, _ = _read(abs_path, max_file_bytes)
-        return _decode(str(abs_path), data, max_file_bytes)
+        text = _decode(str(abs_path), data, max_file_bytes)
     except _Skip as skip:
         logger.debug("not indexing %s: %s", abs_path, skip.reason)
         return None
+    return indexable_text(text, str(abs_path))
 
 
 @dataclass

@@ -28,7 +28,7 @@ from indexer.records import (
     SourceFile,
     Symbol,
 )
-from indexer.store import IndexStore, text_sha
+from indexer.store import SCHEMA_VERSION, IndexStore, text_sha
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 4
@@ -135,7 +135,7 @@ def test_schema_round_trip(tmp_path: Path) -> None:
         assert store.integrity_check() == []
     meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
     assert meta["embedding_model"] == "fake-embedder" and meta["embedding_dim"] == DIM
-    assert meta["schema_version"] == 1 and meta["repo_root"] == str(ROOT)
+    assert meta["schema_version"] == SCHEMA_VERSION and meta["repo_root"] == str(ROOT)
     assert meta["created"] <= meta["updated"]
 
 
@@ -204,7 +204,7 @@ def test_vectors_are_keyed_by_chunk_text(tmp_path: Path) -> None:
             "embedding model changed from fake-embedder to other-embedder",
         ),
         ({"dim": 8}, "embedding dimension changed from 4 to 8"),
-        ({"schema": 0}, "schema version changed from 0 to 1"),
+        ({"schema": 0}, f"schema version changed from 0 to {SCHEMA_VERSION}"),
     ],
 )
 def test_meta_mismatch_rebuilds(tmp_path: Path, change: dict[str, object], reason: str) -> None:
