@@ -48,7 +48,7 @@ def export_onnx(source: Path, out_dir: Path, recipe: OnnxRecipe) -> float:
 
     weights, shape = load_bert(source)
     raw = out_dir / "raw.onnx"
-    onnx.save_model(build_model(weights, shape), str(raw))
+    onnx.save_model(build_model(weights, shape, for_fusion=recipe.fuse), str(raw))
     current = raw
     if recipe.fuse:
         from onnxruntime.transformers.optimizer import optimize_model

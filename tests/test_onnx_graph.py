@@ -282,7 +282,7 @@ def torch_vectors(source: Path, texts: list[str]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def vectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, np.ndarray]]:
-    """The snippets' vectors from torch, the traced exports and the new ones (about 30 s).
+    """The snippets' vectors from torch, the traced exports and the new ones (20-30 s).
 
     Every ONNX model is run through ``OnnxEmbedder``, batched as the server batches.
     """
@@ -353,3 +353,11 @@ def test_int8_export_stays_close_to_torch(vectors: dict[str, np.ndarray]) -> Non
     # shortest texts most. Top-5 neighbours agree for 74%, for either int8 export.
     assert float(cosine.min()) >= 0.96
     assert float(cosine.mean()) >= 0.985
+
+
+@pytest.mark.model
+def test_fused_recipe_still_fuses_attention(tmp_path: Path) -> None:
+    # The benchmark's variant: ONNX Runtime's BERT optimizer must recognise the graph.
+    cosine = export_onnx(model_dir(), tmp_path, OnnxRecipe(fuse=True))
+    assert cosine >= 0.98
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", MODEL_FILE]
