@@ -3,9 +3,11 @@ secrets.
 
 Every default plugin of detect-secrets runs (``default_settings()``: cloud and service
 keys, basic-auth URLs, private keys, JWTs, high-entropy strings, keyword assignments),
-with its default entropy limits. Asking each of its 27 plugins about every line costs about
-115 ms of CPU per 1,000 lines, ten times what the rest of indexing (parsing, storing) costs,
-so a line is only asked of the plugins that could match it (5 to 7 ms per 1,000 lines):
+with its default entropy limits, and with them our own plugins (``indexer/secret_plugins.py``:
+token formats and keyword assignments detect-secrets 1.5 misses), loaded as detect-secrets
+loads a custom plugin file. Asking each of these 36 plugins about every line costs about
+130 ms of CPU per 1,000 lines, ten times what the rest of indexing (parsing, storing) costs,
+so a line is only asked of the plugins that could match it (5 to 8 ms per 1,000 lines):
 
 - a regular-expression plugin (or the keyword plugin, through its patterns for the
   file's type) only on lines holding one of the literal strings every match of its
@@ -66,6 +68,8 @@ _EXEMPT = frozenset(
 # Plugins whose match marks where a secret is but is not the secret (the BEGIN line of a
 # PEM block): indexer.secrets redacts the key body itself.
 _MARKER_PLUGINS = frozenset({"PrivateKeyDetector"})
+# Our own plugins, in the form detect-secrets loads custom plugins: a file it imports by path.
+_OWN_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "secret_plugins.py")
 
 
 @dataclass(frozen=True)
@@ -118,16 +122,19 @@ _engine_lock = threading.Lock()
 def _load() -> _Engine:
     """The plugins and filters of detect-secrets' default settings, instantiated once.
 
-    ``default_settings()`` changes detect-secrets' global settings for as long as it is
-    entered, so the plugin objects are taken inside it, once, under a lock; they hold their
-    own patterns and limits. No plugin verifies a secret over the network: that needs a
-    filter the default settings do not enable.
+    Our own plugins (``indexer/secret_plugins.py``) are added first, as detect-secrets adds
+    a custom plugin file (``--plugin``): loaded by path, after which its default settings
+    run them with its own. ``default_settings()`` changes detect-secrets' global settings
+    for as long as it is entered, so the plugin objects are taken inside it, once, under a
+    lock; they hold their own patterns and limits. No plugin verifies a secret over the
+    network: that needs a filter the default settings do not enable.
     """
     global _engine
     with _engine_lock:
         if _engine is not None:
             return _engine
         shown = warnings.showwarning
+        from detect_secrets.core.plugins.initialize import from_file
         from detect_secrets.settings import default_settings, get_filters, get_plugins
         from detect_secrets.util.code_snippet import get_code_snippet
         from detect_secrets.util.inject import call_function_with_arguments
@@ -135,6 +142,7 @@ def _load() -> _Engine:
         # Importing detect-secrets turns on logging.captureWarnings for the whole process.
         if warnings.showwarning is not shown:
             logging.captureWarnings(False)
+        from_file(_OWN_PLUGINS)
         with default_settings():
             plugins = list(get_plugins())
             filters = list(get_filters())
@@ -172,8 +180,13 @@ def _keyword_patterns_loader() -> Callable[[str], Mapping[re.Pattern[str], int] 
 
 
 def plugin_names() -> list[str]:
-    """The class names of the detect-secrets plugins that run (its defaults)."""
+    """The class names of the detect-secrets plugins that run (its defaults and our own)."""
     return [type(plugin).__name__ for plugin in _load().plugins]
+
+
+def plugin_types() -> dict[str, str]:
+    """The secret type (``kind_of`` gives the kind) of each plugin that runs, by class name."""
+    return {type(plugin).__name__: plugin.secret_type for plugin in _load().plugins}
 
 
 def find_secrets(text: str, filename: str, *, screen: bool = True) -> list[Finding]:

@@ -9,8 +9,10 @@ included (``.env.example`` files are often filled with real values by mistake);
 
 In every other file, :func:`redact_secrets` replaces each secret with ``<redacted:KIND>``
 (inside its quotes, so the code still parses) and keeps the rest of the file for retrieval.
-The secrets are found by detect-secrets (``indexer.secret_scan``), and by four rules of our
-own for what it does not see: the body of a PEM private key (detect-secrets reports only
+The secrets are found by detect-secrets (``indexer.secret_scan``: its default plugins, and
+plugins of our own for token formats and keyword assignments it does not know,
+``indexer/secret_plugins.py``), and by four rules of our own for what no line-by-line plugin
+sees: the body of a PEM private key (detect-secrets reports only
 its BEGIN line), a private key encoded in base64 (a kubeconfig's ``client-key-data``, a
 Kubernetes secret's ``tls.key``), Django's generated ``django-insecure-`` keys wherever
 they stand (a default in ``os.environ.get("SECRET_KEY", "...")`` is no assignment the
@@ -182,8 +184,9 @@ def _findings(text: str, lines: Sequence[str], filename: str) -> list[Finding]:
     return [*found, *_elsewhere(text, lines, found)]
 
 
+# Kinds that say where a secret is rather than what it is: a token's own kind names it first.
 _GENERIC_KINDS = frozenset(
-    {"base64-high-entropy-string", "hex-high-entropy-string", "secret-keyword"}
+    {"base64-high-entropy-string", "hex-high-entropy-string", "secret-keyword", "assigned-secret"}
 )
 
 

@@ -3,10 +3,10 @@
 Two sets of fake secrets, built at run time so no secret-shaped literal sits in this file:
 the six kinds a security review found stored, searchable and sent in prompts (each test of
 them fails against the old pattern-based check, which let them through), and one secret for
-every detect-secrets plugin (the set is compared with the plugins detect-secrets runs, so a
-plugin added or removed upstream fails here). Each goes through a real index over a git
-repository (fake embedder), the search API, and the completion pipeline with a fake backend
-whose prompts are read back.
+every detect-secrets plugin, its defaults and our own (the set is compared with the plugins
+the scan runs, so a plugin added or removed upstream fails here). Each goes through a real
+index over a git repository (fake embedder), the search API, and the completion pipeline with
+a fake backend whose prompts are read back.
 """
 
 from __future__ import annotations
@@ -227,6 +227,19 @@ def _corpus() -> dict[str, tuple[str, str]]:
         "StripeDetector": ("STRIPE", "sk" + "_live_" + fake(ALNUM, 24, 45)),
         "TelegramBotTokenDetector": ("TELEGRAM", "918273645:" + fake(URLSAFE, 35, 46)),
         "TwilioKeyDetector": ("TWILIO_ACCOUNT", "AC" + fake(LOWER, 32, 47)),
+        # Our own plugins (indexer/secret_plugins.py), loaded as detect-secrets custom plugins.
+        "AnthropicKeyDetector": ("ANTHROPIC", "sk-ant-api03-" + fake(URLSAFE, 93, 81) + "AA"),
+        "AssignedSecretDetector": ("AUTH_TOKEN", fake(ALNUM, 20, 82)),
+        "AwsSecretAccessKeyDetector": ("AWS_SECRET_ACCESS_KEY", fake(B64, 40, 83)),
+        "GitHubFineGrainedTokenDetector": (
+            "GITHUB_FINE_GRAINED",
+            "github" + "_pat_" + fake(ALNUM, 22, 84) + "_" + fake(ALNUM, 59, 85),
+        ),
+        "GoogleApiKeyDetector": ("MAPS_BROWSER", "AI" + "za" + fake(URLSAFE, 35, 86)),
+        "GoogleOAuthClientSecretDetector": ("OAUTH_CLIENT", "GOCSPX-" + fake(URLSAFE, 28, 87)),
+        "HuggingFaceTokenDetector": ("HF_HUB", "hf" + "_" + fake(ALNUM, 34, 88)),
+        "NpmAccessTokenDetector": ("NPM_PUBLISH", "npm" + "_" + fake(ALNUM, 36, 89)),
+        "OpenAIKeyDetector": ("OPENAI_PROJECT", "sk-" + "proj-" + fake(URLSAFE, 48, 90)),
     }
     shaped = {
         "AzureStorageKeyDetector": "DefaultEndpointsProtocol=https;AccountName=assets;"
@@ -386,14 +399,11 @@ def test_the_corpus_covers_every_plugin_detect_secrets_runs() -> None:
 
 @pytest.mark.parametrize("plugin", sorted(CORPUS))
 def test_each_plugin_finds_its_corpus_secret(plugin: str) -> None:
-    from detect_secrets.settings import default_settings, get_plugins
-
-    from indexer.secret_scan import find_secrets, kind_of
+    from indexer.secret_scan import find_secrets, kind_of, plugin_types
     from indexer.secrets import redact_secrets
 
     leak = corpus_file(plugin)
-    with default_settings():
-        secret_type = next(p for p in get_plugins() if type(p).__name__ == plugin).secret_type
+    secret_type = plugin_types()[plugin]
     kinds = {finding.kind for finding in find_secrets(leak.text, leak.path)}
     # The private-key plugin reports the BEGIN line; the body is found by our PEM rule.
     if plugin == "PrivateKeyDetector":
