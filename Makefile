@@ -59,7 +59,7 @@ $(STAMP): pyproject.toml $(LLAMA_STAMP)
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m lsp.demo
+	$(BIN)/python -m lsp.cli.demo
 
 test: $(STAMP) vscode vscode-e2e
 	@# pytest exits 5 when it collects nothing: that is a failure here, never a pass.
@@ -127,7 +127,7 @@ bench: $(STAMP)
 # training log into model/student/. Work and step checkpoints stay in STUDENT_WORK, so an
 # interrupted run resumes. About half an hour on a 2-core CPU (1,000 steps: 22-26 min):
 # run it on purpose, never from CI. `apprentice eval --trigger invoked --model base --model
-# student` decides whether it becomes the default (model.checkpoint.DEFAULT_IS_STUDENT).
+# student` decides whether it becomes the default (model.checkpoints.checkpoint.DEFAULT_IS_STUDENT).
 STUDENT_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/student-work
 STUDENT_STEPS ?= 1000
 STUDENT_DEVICE ?= cpu

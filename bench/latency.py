@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.api import CompletionRequest
-from model.default_model import ensure_default_model
-from model.llama_backend import LlamaConfig, LlamaCppBackend
+from model.runtime.api import CompletionRequest
+from model.runtime.default_model import ensure_default_model
+from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 
 
 @dataclass

@@ -31,9 +31,9 @@ from typing import Any
 
 from lsprotocol import types as lsp
 
-from bench.lsp_client import EditorClient, drain, initialize_params, process_of, status
 from bench.traces.keystrokes import build_trace
 from bench.typing_trace import DEFAULT_TRACE, Replay
+from lsp.evaluation.lsp_client import EditorClient, drain, initialize_params, process_of, status
 
 # Bounds (stated in the README): the whole server, model worker included.
 MAX_RSS_MIB = 1536

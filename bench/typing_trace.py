@@ -31,9 +31,9 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
-from bench.evaluation.metrics import percentile
-from bench.lsp_client import REQUEST_CANCELLED, item_text, serve, status, wait_ready
 from bench.traces.keystrokes import Keystroke, Trace, agrees, build_trace
+from lsp.evaluation.lsp_client import REQUEST_CANCELLED, item_text, serve, status, wait_ready
+from lsp.evaluation.metrics import percentile
 
 DEFAULT_TRACE = Path(__file__).resolve().parent / "traces/warehouse/warehouse/reorder.py"
 TARGET_P50_MS = 300.0

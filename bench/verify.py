@@ -21,7 +21,12 @@ from lint_bridge.api import Document, Splice
 from lint_bridge.verify import Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["lsp/cli.py", "indexer/index.py", "model/llama_backend.py", "lint_bridge/verify.py"]
+SOURCES = [
+    "lsp/cli/__init__.py",
+    "indexer/index.py",
+    "model/runtime/llama_backend.py",
+    "lint_bridge/verify.py",
+]
 # {n} makes every round's text new, so no check is answered from a cache.
 CANDIDATES = [
     "\n    result{n} = os.path.join(base, name)",

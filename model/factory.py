@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from model.api import Backend, ModelError
-from model.checkpoint import Policy, ResolvedModel, resolve_model
+from model.checkpoints.checkpoint import Policy, ResolvedModel, resolve_model
+from model.checkpoints.verification import check_pinned
+from model.runtime.api import Backend, ModelError
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class BackendSettings:
 def create_backend(settings: BackendSettings) -> Backend:
     """The backend the settings describe; the embedded Gemma 3 270M when nothing is set."""
     if settings.remote_url:
-        from model.remote import RemoteBackend
+        from model.runtime.remote import RemoteBackend
 
         return RemoteBackend(
             settings.remote_url,
@@ -54,7 +56,7 @@ def create_backend(settings: BackendSettings) -> Backend:
             request_timeout=settings.request_timeout,
             context_length=settings.n_ctx,
         )
-    from model.llama_backend import LlamaConfig, LlamaCppBackend
+    from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 
     resolved = settings.resolve()
     n_ctx = settings.n_ctx
@@ -72,6 +74,6 @@ def create_backend(settings: BackendSettings) -> Backend:
         fim_declared=resolved.fim_declared,
         fim_template=resolved.fim,
         name=resolved.manifest.label if resolved.manifest else None,
-        pinned=resolved.pins(),
+        before_load=functools.partial(check_pinned, resolved.pins()),
     )
     return LlamaCppBackend(config)

@@ -10,6 +10,6 @@ import pytest
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     """Path of the embedded default GGUF (assembled into the user cache on first use)."""
-    from model.default_model import ensure_default_model
+    from model.runtime.default_model import ensure_default_model
 
     return ensure_default_model()

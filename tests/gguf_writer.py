@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.gguf import GGML_TYPES
+from model.runtime.gguf import GGML_TYPES
 
 T_U32, T_I32, T_F32, T_BOOL, T_STRING, T_ARRAY, T_U64 = 4, 5, 6, 7, 8, 9, 10
 GGML_IDS = {name: tid for tid, (name, _, _) in GGML_TYPES.items()}

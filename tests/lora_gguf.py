@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.gguf import GgufInfo
+from model.runtime.gguf import GgufInfo
 from tests.gguf_writer import T_F32, gstr, kv_str, kv_u32
 
 _ALIGN = 32

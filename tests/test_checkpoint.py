@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model.api import ModelNotFoundError
-from model.checkpoint import (
+from model.checkpoints.checkpoint import (
     OPEN_POLICY,
     HashCache,
     Policy,
@@ -19,8 +18,7 @@ from model.checkpoint import (
     resolve_model,
     verify_checkpoint,
 )
-from model.gguf import read_gguf
-from model.manifest import (
+from model.checkpoints.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     CheckpointError,
@@ -30,8 +28,10 @@ from model.manifest import (
     manifest_toml,
     parse_manifest,
 )
-from model.pack import pack_checkpoint, parse_adapter_option
-from model.signing import generate_keypair, parse_public_key
+from model.checkpoints.pack import pack_checkpoint, parse_adapter_option
+from model.checkpoints.signing import generate_keypair, parse_public_key
+from model.runtime.api import ModelNotFoundError
+from model.runtime.gguf import read_gguf
 from tests.gguf_writer import tiny_model
 from tests.lora_gguf import write_lora
 
@@ -283,7 +283,7 @@ def read_sha(directory: Path) -> str:
 
 def swap_adapter(directory: Path, name: str, replacement: Path) -> None:
     """Put another adapter in place and fix its size and hash (a well-formed lie)."""
-    from model.default_model import sha256_file
+    from model.runtime.default_model import sha256_file
 
     target = directory / name
     old = parse_manifest((directory / MANIFEST_NAME).read_bytes()).adapters[0]
@@ -476,7 +476,7 @@ def test_resolve_a_checkpoint_directory(tmp_path: Path, base: Path, adapter: Pat
 def test_a_bare_gguf_still_loads_logged_as_unverified(
     base: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="model.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="model.checkpoints.checkpoint"):
         resolved = resolve_model(str(base))
     assert resolved.gguf == base and not resolved.verified and resolved.manifest is None
     assert not resolved.fim_declared
@@ -509,7 +509,7 @@ def test_info_describes_a_broken_checkpoint_without_failing(
 
 
 def test_the_evaluation_harness_takes_a_checkpoint(tmp_path: Path, base: Path) -> None:
-    from bench.evaluation.driver import parse_model
+    from lsp.evaluation.driver import parse_model
 
     directory = pack(tmp_path, base)
     spec = parse_model(f"team={directory}", n_threads=1)
@@ -545,8 +545,8 @@ def test_a_model_where_an_adapter_belongs_is_refused(
 def test_a_checkpoint_without_its_base_uses_the_embedded_model_when_that_is_the_base(
     tmp_path: Path, base: Path, adapter: Path, cache: HashCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.verification as verification
-    from model.default_model import sha256_file
+    import model.checkpoints.verification as verification
+    from model.runtime.default_model import sha256_file
 
     directory = pack(tmp_path, base, adapter, link=False)
     (directory / "base.gguf").unlink()  # a shipped student: its adapter and manifest alone
@@ -570,7 +570,7 @@ def test_a_checkpoint_without_its_base_uses_the_embedded_model_when_that_is_the_
 def test_base_student_and_the_default_name_the_shipped_models(
     tmp_path: Path, base: Path, adapter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.checkpoint as checkpoint
+    import model.checkpoints.checkpoint as checkpoint
 
     monkeypatch.setattr(checkpoint, "ensure_default_model", lambda: base)
     monkeypatch.setattr(checkpoint, "SHIPPED_STUDENT", tmp_path / "nothing-shipped")

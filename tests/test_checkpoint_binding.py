@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from lsp.engine import Engine
-from lsp.settings import parse_settings
-from model.api import CompletionRequest
-from model.checkpoint import HashCache, Policy, resolve_model
+from lsp.core.settings import parse_settings
+from lsp.server.engine import Engine
+from model.checkpoints.checkpoint import HashCache, Policy, resolve_model
+from model.checkpoints.manifest import CheckpointError
+from model.checkpoints.pack import pack_checkpoint
+from model.checkpoints.signing import generate_keypair
 from model.factory import BackendSettings, create_backend
-from model.fake import FakeBackend
-from model.gguf import read_gguf
-from model.llama_backend import LlamaCppBackend
-from model.manifest import CheckpointError
-from model.pack import pack_checkpoint
-from model.signing import generate_keypair
+from model.runtime.api import CompletionRequest
+from model.runtime.fake import FakeBackend
+from model.runtime.gguf import read_gguf
+from model.runtime.llama_backend import LlamaCppBackend
 from tests.gguf_writer import tiny_model
 from tests.lora_gguf import write_lora
 

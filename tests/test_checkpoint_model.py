@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from lsp.pipeline import CompletionPipeline, Cursor, PipelineSettings
-from model.api import CompletionRequest
-from model.checkpoint import HashCache, load_checkpoint
+from lsp.core.pipeline import CompletionPipeline, Cursor, PipelineSettings
+from model.checkpoints.checkpoint import HashCache, load_checkpoint
+from model.checkpoints.pack import pack_checkpoint
 from model.factory import BackendSettings, create_backend
-from model.gguf import read_gguf
-from model.pack import pack_checkpoint
+from model.runtime.api import CompletionRequest
+from model.runtime.gguf import read_gguf
 from tests.lora_gguf import write_lora
 
 pytestmark = [pytest.mark.model]
@@ -73,7 +73,7 @@ def test_the_declared_fim_template_and_stops_are_used(tmp_path: Path, gemma_path
 def test_a_trained_family_declared_by_name_resolves_to_its_markers(
     tmp_path: Path, gemma_path: Path
 ) -> None:
-    from model.fim import STUDENT_FAMILY
+    from model.runtime.fim import STUDENT_FAMILY
 
     packed = pack_checkpoint(
         tmp_path / "student",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from model.default_model import sha256_file
-from model.gguf import read_gguf
+from model.runtime.default_model import sha256_file
+from model.runtime.gguf import read_gguf
 from tests.gguf_writer import tiny_model
 from tests.lora_gguf import write_lora
 

@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Sequence
 
-from lsp.completions import CompletionService
-from lsp.engine import Engine
-from lsp.pipeline import CompletionPipeline, Cursor
-from lsp.settings import parse_settings
-from model.api import CancelToken, PromptPart, Usage, render_prompt
-from model.fake import _TOKEN, FakeBackend
+from lsp.core.pipeline import CompletionPipeline, Cursor
+from lsp.core.settings import parse_settings
+from lsp.server.completions import CompletionService
+from lsp.server.engine import Engine
+from model.runtime.api import CancelToken, PromptPart, Usage, render_prompt
+from model.runtime.fake import _TOKEN, FakeBackend
 
 HELPERS = "".join(f"def helper_{n}(value):\n    return value + {n}\n\n\n" for n in range(120))
 FILE = "import json\n\n\n" + HELPERS

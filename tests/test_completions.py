@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from lsp.completions import CompletionService, TypeAheadCache
-from lsp.engine import Engine
-from lsp.pipeline import Cursor
-from lsp.settings import parse_settings
-from model.api import BackendPausedError, CompletionRequest, CompletionStream, ModelNotFoundError
+from lsp.core.pipeline import Cursor
+from lsp.core.settings import parse_settings
+from lsp.server.completions import CompletionService, TypeAheadCache
+from lsp.server.engine import Engine
 from model.factory import BackendSettings
-from model.fake import FakeBackend
+from model.runtime.api import (
+    BackendPausedError,
+    CompletionRequest,
+    CompletionStream,
+    ModelNotFoundError,
+)
+from model.runtime.fake import FakeBackend
 
 CODE = "import json\n\n\ndef load_config(path):\n    with open(path) as f:\n        config = "
 
@@ -255,8 +260,8 @@ async def test_a_give_up_set_by_the_user_still_holds() -> None:
 async def test_a_remote_server_that_was_down_is_tried_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import lsp.engine
-    from model.api import BackendUnavailableError
+    import lsp.server.engine
+    from model.runtime.api import BackendUnavailableError
 
     attempts: list[int] = []
 
@@ -276,7 +281,7 @@ async def test_a_remote_server_that_was_down_is_tried_again(
     assert engine.status.state == "error" and reports == ["model"]
     assert await service.suggest("doc", 1, cursor(), always_current) is None
     assert len(attempts) == 1  # not retried on every keystroke
-    monkeypatch.setattr(lsp.engine, "REMOTE_RETRY_S", 0.0)
+    monkeypatch.setattr(lsp.server.engine, "REMOTE_RETRY_S", 0.0)
     # The request that starts the retry waits for it (within completion.timeoutMs).
     assert await service.suggest("doc", 2, cursor(), always_current) is not None
     assert engine.status.state == "ready" and len(attempts) == 2
@@ -302,7 +307,7 @@ async def test_a_backend_left_alone_after_failures_is_not_reported_again() -> No
 
 
 async def test_status_says_when_a_remote_server_is_left_alone() -> None:
-    from model.breaker import CircuitBreaker
+    from model.runtime.breaker import CircuitBreaker
 
     backend = FakeBackend(respond=lambda p: "json.load(f)\n")
     backend.breaker = CircuitBreaker(threshold=1)  # type: ignore[attr-defined]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from lsp import convert
-from lsp.server import CURSOR, build_server
+from lsp.server import convert
+from lsp.server.language_server import CURSOR, build_server
 
 
 def decoded(params: Any) -> Any:

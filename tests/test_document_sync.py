@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 
-from lsp.server import ApprenticeServer, build_server
+from lsp.server.language_server import ApprenticeServer, build_server
 
 URI = "file:///work/project/sync%20test.py"
 PIECES = ["a", "z", " ", "\t", "\n", "\r\n", "\r", "é", "中", "文", "😀", "👍🏽", "𝄞", "\u200b"]

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from lsp.engine import Engine
-from lsp.pipeline import Cursor
-from lsp.settings import ServerSettings, parse_settings
-from model.api import CancelToken, ModelInfo
+from lsp.core.pipeline import Cursor
+from lsp.core.settings import ServerSettings, parse_settings
+from lsp.server.engine import Engine
+from model.checkpoints.pack import pack_checkpoint
 from model.factory import BackendSettings
-from model.fake import FakeBackend
-from model.pack import pack_checkpoint
+from model.runtime.api import CancelToken, ModelInfo
+from model.runtime.fake import FakeBackend
 from tests.gguf_writer import tiny_model
 
 
@@ -128,7 +128,7 @@ async def test_a_bad_checkpoint_with_nothing_serving_is_an_error(
 async def test_an_untrusted_checkpoint_is_refused_by_the_policy_settings(
     tmp_path: Path, base: Path
 ) -> None:
-    from model.signing import generate_keypair
+    from model.checkpoints.signing import generate_keypair
 
     generate_keypair(tmp_path / "team.key")
     generate_keypair(tmp_path / "other.key")
@@ -171,7 +171,7 @@ async def test_an_unusable_trusted_key_is_one_clear_message(tmp_path: Path, base
 
 async def test_any_failed_reload_keeps_the_model_that_was_serving(tmp_path: Path) -> None:
     """Not only checkpoints: a model that llama.cpp refuses, or a path that is gone."""
-    from model.api import InvalidModelError
+    from model.runtime.api import InvalidModelError
 
     good = tiny_model().write(tmp_path / "good.gguf")
     bad = tiny_model().write(tmp_path / "bad.gguf")

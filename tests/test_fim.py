@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.api import ModelInfo
-from model.fim import KNOWN_TEMPLATES, FimTemplate, all_markers, select_template
+from model.runtime.api import ModelInfo
+from model.runtime.fim import KNOWN_TEMPLATES, FimTemplate, all_markers, select_template
 
 QWEN_SPECIALS = frozenset(
     {

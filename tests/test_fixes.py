@@ -14,7 +14,7 @@ from lint_bridge.api import Document, LintBridgeError, Splice
 from lint_bridge.fixes import FixVerdict, replacement_span, statement_span, verify_fix
 from lint_bridge.ruff import RuffDiagnostic, RuffEdit, RuffFix, RuffRunner, _parse_output
 from lint_bridge.verify import Verifier
-from lsp.fixing import (
+from lsp.core.fixing import (
     FixPipeline,
     FixSettings,
     ProposedFix,
@@ -22,8 +22,8 @@ from lsp.fixing import (
     fix_offers,
     ruff_fix_title,
 )
-from model.api import CancelToken, ModelInfo, SpecialToken, render_prompt
-from model.fake import FakeBackend
+from model.runtime.api import CancelToken, ModelInfo, SpecialToken, render_prompt
+from model.runtime.fake import FakeBackend
 
 needs_ruff = pytest.mark.skipif(ruff.find_ruff() is None, reason="ruff is not installed")
 
@@ -451,7 +451,7 @@ def test_offers_prefer_ruffs_fix_and_round_trip_their_data() -> None:
 def test_real_model_fix_is_none_or_verified(
     gemma_path: Path, project: Path, verifier: Verifier
 ) -> None:
-    from model.llama_backend import LlamaConfig, LlamaCppBackend
+    from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 
     backend = LlamaCppBackend(LlamaConfig(model_path=gemma_path, n_ctx=2048, n_threads=2))
     try:

@@ -1,5 +1,5 @@
 """The LSP reader's limits: oversized, negative, non-numeric and missing lengths are refused
-and the stream stays in sync (``lsp.framing.FramedReader``)."""
+and the stream stays in sync (``lsp.server.framing.FramedReader``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lsp.framing import FramedReader, content_length, find_id
+from lsp.server.framing import FramedReader, content_length, find_id
 
 
 def frame(body: bytes, length: object | None = None) -> bytes:
@@ -120,7 +120,7 @@ def test_find_id_only_before_params() -> None:
 
 
 def test_an_unframed_body_is_not_parsed_past_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lsp.framing as framing
+    import lsp.server.framing as framing
 
     monkeypatch.setattr(framing, "MAX_UNFRAMED", 64)
     junk = b'{"jsonrpc": "2.0", "id": 21, "method": "m", "params": "' + b"x" * 500

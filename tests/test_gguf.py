@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from model.api import InvalidModelError, ModelError, ModelNotFoundError
-from model.gguf import GgufInfo, describe, read_gguf, validate_gguf
+from model.runtime.api import InvalidModelError, ModelError, ModelNotFoundError
+from model.runtime.gguf import GgufInfo, describe, read_gguf, validate_gguf
 from tests.gguf_writer import (
     OLD_FIM_KEYS,
     VOCAB,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from lsp.server import CURSOR, REINDEX, STATUS, ApprenticeServer, build_server
+from lsp.server.language_server import CURSOR, REINDEX, STATUS, ApprenticeServer, build_server
 
 REPLY_S = 60.0
 

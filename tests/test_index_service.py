@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from indexer.index import IndexSettings, RepositoryIndex
-from lsp.indexing import IndexService
-from lsp.settings import IndexSettingsSchema
+from lsp.core.settings import IndexSettingsSchema
+from lsp.server.indexing import IndexService
 
 
 def make_repo(root: Path, files: int = 30) -> Path:

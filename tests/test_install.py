@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from model.api import ModelError, ModelNotFoundError
-from model.checkpoint import HashCache, Policy, resolve_model
-from model.gguf import read_gguf
-from model.install import find_installed, install, list_installed, remove_installed
-from model.manifest import MANIFEST_NAME, SIGNATURE_NAME, CheckpointError
-from model.pack import pack_checkpoint
-from model.signing import generate_keypair
+from model.checkpoints.checkpoint import HashCache, Policy, resolve_model
+from model.checkpoints.install import find_installed, install, list_installed, remove_installed
+from model.checkpoints.manifest import MANIFEST_NAME, SIGNATURE_NAME, CheckpointError
+from model.checkpoints.pack import pack_checkpoint
+from model.checkpoints.signing import generate_keypair
+from model.runtime.api import ModelError, ModelNotFoundError
+from model.runtime.gguf import read_gguf
 from tests.gguf_writer import tiny_model
 from tests.lora_gguf import write_lora
 
@@ -225,9 +225,9 @@ def test_a_download_cut_off_midway_resumes_and_verifies(
 def test_a_download_still_cut_keeps_its_part_for_the_next_install(
     mirror: Mirror, data: Path, cache: HashCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.install
+    import model.checkpoints.install
 
-    monkeypatch.setattr(model.install, "_ATTEMPTS", 1)
+    monkeypatch.setattr(model.checkpoints.install, "_ATTEMPTS", 1)
     size = (mirror.directory / "team.gguf").stat().st_size
     mirror.cut["team.gguf"] = 1000
     with pytest.raises(ModelError, match="run the same install again to resume"):
@@ -258,9 +258,9 @@ def test_a_mirror_serving_a_corrupt_file_installs_nothing(
 def test_a_part_left_by_a_bad_mirror_is_downloaded_again_from_the_start(
     mirror: Mirror, data: Path, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.install
+    import model.checkpoints.install
 
-    monkeypatch.setattr(model.install, "_ATTEMPTS", 1)
+    monkeypatch.setattr(model.checkpoints.install, "_ATTEMPTS", 1)
     bad_dir = tmp_path / "bad-mirror"
     shutil.copytree(mirror.directory, bad_dir)
     corrupt = bytearray((bad_dir / "team.gguf").read_bytes())
@@ -376,8 +376,8 @@ def test_a_full_disk_during_a_download_leaves_nothing_partial(
 def test_a_checkpoint_on_the_embedded_base_installs_without_a_second_copy_of_it(
     checkpoint: Path, data: Path, cache: HashCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.verification as verification
-    from model.default_model import sha256_file
+    import model.checkpoints.verification as verification
+    from model.runtime.default_model import sha256_file
 
     embedded = checkpoint / "base.gguf"  # stands in for the assembled embedded model
     digest = sha256_file(embedded)

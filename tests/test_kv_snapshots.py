@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.api import CompletionRequest
-from model.kv_snapshots import MIN_GAIN_TOKENS, SnapshotStore
-from model.llama_backend import LlamaConfig, LlamaCppBackend
-from model.worker import _Engine, _Inbox
+from model.runtime.api import CompletionRequest
+from model.runtime.kv_snapshots import MIN_GAIN_TOKENS, SnapshotStore
+from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
+from model.runtime.worker import _Engine, _Inbox
 
 
 def _file(name: str, functions: int) -> str:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from model.api import (
+from model.runtime.api import (
     BackendCrashedError,
     CancelToken,
     CompletionRequest,
     InvalidModelError,
     SpecialToken,
 )
-from model.llama_backend import LlamaConfig, LlamaCppBackend
-from model.worker import _StopFilter
+from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
+from model.runtime.worker import _StopFilter
 
 pytestmark = pytest.mark.model
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lsp.completions import CompletionService
-from lsp.engine import Engine
-from lsp.pipeline import Cursor
-from lsp.settings import parse_settings
-from model.fake import FakeBackend
+from lsp.core.pipeline import Cursor
+from lsp.core.settings import parse_settings
+from lsp.server.completions import CompletionService
+from lsp.server.engine import Engine
+from model.runtime.fake import FakeBackend
 
 BUFFER_SECRET = "hunter2-in-the-buffer"
 MODEL_SECRET = "model-says-sk-live-0000"
@@ -60,7 +60,7 @@ def test_a_rejected_fix_logs_no_model_text(
     from lint_bridge.api import Document
     from lint_bridge.ruff import find_ruff
     from lint_bridge.verify import Verifier
-    from lsp.fixing import FixPipeline, FixSettings
+    from lsp.core.fixing import FixPipeline, FixSettings
 
     if find_ruff() is None:
         pytest.skip("ruff is not installed")

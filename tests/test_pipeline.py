@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from lsp.pipeline import CompletionPipeline, Cursor
-from model.api import CancelToken, ModelInfo, SpecialToken
-from model.fake import FakeBackend
-from model.prompt import Snippet
+from lsp.core.pipeline import CompletionPipeline, Cursor
+from model.runtime.api import CancelToken, ModelInfo, SpecialToken
+from model.runtime.fake import FakeBackend
+from model.runtime.prompt import Snippet
 
 CODE = "import json\n\n\ndef load_config(path):\n    with open(path) as f:"
 QWEN = frozenset(
@@ -121,7 +121,7 @@ def test_every_candidate_rejected_gives_no_suggestion(tmp_path) -> None:  # type
 
 
 def test_balanced_cuts_end_where_brackets_close() -> None:
-    from lsp.pipeline import balanced_cuts
+    from lsp.core.pipeline import balanced_cuts
 
     assert balanced_cuts("json.load(f") == ["json.load", "json"]
     assert balanced_cuts("json.load(f) or default") == [
@@ -142,7 +142,7 @@ def test_balanced_cuts_end_where_brackets_close() -> None:
 def test_past_the_budget_a_line_is_never_cut_where_it_happened_to_parse(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lint_bridge.api import CheckSettings
     from lint_bridge.verify import Verifier
-    from lsp.pipeline import PipelineSettings
+    from lsp.core.pipeline import PipelineSettings
 
     text = "import json\n\n\ndef load(path):\n    with open(path) as f:\n        config = "
     backend = FakeBackend(respond=lambda p: "json.load( f ) or {}\n", token_delay=0.3)
@@ -159,7 +159,7 @@ def test_past_the_budget_a_line_is_never_cut_where_it_happened_to_parse(tmp_path
 def test_past_the_budget_the_first_whole_lines_of_a_block_are_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lint_bridge.api import CheckSettings
     from lint_bridge.verify import Verifier
-    from lsp.pipeline import PipelineSettings
+    from lsp.core.pipeline import PipelineSettings
 
     text = "def total(items):\n    "
     body = "result = 0\n    for item in items:\n        result += item\n    return result\n"
@@ -183,7 +183,7 @@ def test_the_old_budget_cut_partial_lines(tmp_path) -> None:  # type: ignore[no-
     shows its longest verified balanced form."""
     from lint_bridge.api import CheckSettings
     from lint_bridge.verify import Verifier
-    from lsp.pipeline import PipelineSettings
+    from lsp.core.pipeline import PipelineSettings
 
     text = "import json\n\n\ndef load(path):\n    with open(path) as f:\n        config = "
     backend = FakeBackend(respond=lambda p: "json.load( f ) or {}\n", token_delay=0.3)
@@ -226,7 +226,7 @@ def test_mid_line_an_empty_answer_stays_empty() -> None:
 def test_past_the_budget_generation_goes_on_until_a_partial_verifies(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lint_bridge.api import CheckSettings
     from lint_bridge.verify import Verifier
-    from lsp.pipeline import PipelineSettings
+    from lsp.core.pipeline import PipelineSettings
 
     text = "import json\n\n\ndef load(f):\n    config = "
     backend = FakeBackend(respond=lambda p: "(json .load( f )) + 1 + 2 + 3\n", token_delay=0.05)

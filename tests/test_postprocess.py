@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from model.postprocess import CompletionPlan, clean_completion, plan_completion
+from model.runtime.postprocess import CompletionPlan, clean_completion, plan_completion
 
 
 def split(doc: str) -> tuple[str, str]:

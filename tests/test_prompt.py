@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from model.api import Prompt, SpecialToken, render_prompt
-from model.fim import KNOWN_TEMPLATES, FimTemplate
-from model.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt, comment_syntax
+from model.runtime.api import Prompt, SpecialToken, render_prompt
+from model.runtime.fim import KNOWN_TEMPLATES, FimTemplate
+from model.runtime.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt, comment_syntax
 
 
 def count(text: str) -> int:

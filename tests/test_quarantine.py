@@ -12,11 +12,11 @@ import indexer.index as index_module
 from indexer.embed import FakeEmbedder
 from indexer.index import IndexSettings, RepositoryIndex
 from indexer.quarantine import Quarantine
-from lsp.engine import Engine
-from lsp.pipeline import Cursor
-from lsp.settings import parse_settings
-from model.api import BackendCrashedError, CancelToken
-from model.fake import FakeBackend
+from lsp.core.pipeline import Cursor
+from lsp.core.settings import parse_settings
+from lsp.server.engine import Engine
+from model.runtime.api import BackendCrashedError, CancelToken
+from model.runtime.fake import FakeBackend
 
 
 def test_the_third_crash_quarantines_until_the_version_changes() -> None:
@@ -110,7 +110,7 @@ async def test_a_file_that_crashes_completions_three_times_is_quarantined(
 
 
 def test_apprentice_status_lists_quarantined_files() -> None:
-    from lsp.server import build_server
+    from lsp.server.language_server import build_server
 
     server = build_server()
     server.engine = engine_with(FakeBackend())

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from model.api import (
+from model.runtime.api import (
     Backend,
     BackendPausedError,
     BackendUnavailableError,
@@ -27,8 +27,8 @@ from model.api import (
     CompletionRequest,
     SpecialToken,
 )
-from model.breaker import CircuitBreaker
-from model.remote import RemoteBackend
+from model.runtime.breaker import CircuitBreaker
+from model.runtime.remote import RemoteBackend
 
 pytestmark = pytest.mark.network
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from lsp.cli import _backend_settings, build_parser
-from model.api import BackendUnavailableError, CompletionRequest, ModelError
+from lsp.cli import backend_settings, build_parser
 from model.factory import BackendSettings, create_backend
+from model.runtime.api import BackendUnavailableError, CompletionRequest, ModelError
 
 TRICKLE_S = 30.0
 BYTE_EVERY_S = 0.5
@@ -119,14 +119,14 @@ def test_the_cli_timeout_bounds_remote_requests() -> None:
         ["complete", "x.py", "--line", "0", "--col", "0", "--remote", "http://h", "--timeout", "5"]
     )
     assert isinstance(args, argparse.Namespace)
-    settings = _backend_settings(args)
+    settings = backend_settings(args)
     assert isinstance(settings, BackendSettings)
     assert settings.request_timeout == 5.0
 
 
 @pytest.mark.timeout(60)
 def test_the_distill_teacher_is_cut_at_its_timeout(trickle: str) -> None:
-    from lsp.cli_train import _teacher
+    from lsp.cli.train import _teacher
 
     args = argparse.Namespace(
         teacher=trickle,
@@ -149,8 +149,8 @@ def test_the_distill_teacher_is_cut_at_its_timeout(trickle: str) -> None:
 
 @pytest.mark.timeout(60)
 async def test_the_language_server_model_load_is_cut_at_the_request_timeout(trickle: str) -> None:
-    from lsp.engine import Engine
-    from lsp.settings import parse_settings
+    from lsp.core.settings import parse_settings
+    from lsp.server.engine import Engine
 
     settings, problems = parse_settings(
         {"model": {"remoteUrl": trickle}, "completion": {"timeoutMs": int(REQUEST_TIMEOUT * 1000)}}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.api import BackendUnavailableError, CompletionRequest
-from model.remote import API_KEY_ENV, RemoteBackend
+from model.runtime.api import BackendUnavailableError, CompletionRequest
+from model.runtime.remote import API_KEY_ENV, RemoteBackend
 from tests.openai_stub import running_stub as serve
 
 

@@ -20,8 +20,8 @@ import pytest
 
 from indexer.walk import walk_repository
 from lint_bridge.ruff import find_ruff
-from model.api import ModelError
-from model.llama_backend import LlamaConfig, LlamaCppBackend
+from model.runtime.api import ModelError
+from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 from tests.e2e.test_protocol import RawClient, alive
 
 EVIL_MODEL = "/tmp/apprentice-evil/model.gguf"

@@ -1,5 +1,5 @@
 """Suggestions that bring in a URL, a host, a subprocess or network call, or eval/exec of a
-string are not shown automatically (``lint_bridge.safety``; ``lsp.completions``)."""
+string are not shown automatically (``lint_bridge.safety``; ``lsp.server.completions``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import logging
 import pytest
 
 from lint_bridge.safety import hazards
-from lsp.completions import CompletionService
-from lsp.engine import Engine
-from lsp.pipeline import Cursor
-from lsp.settings import parse_settings
-from model.fake import FakeBackend
+from lsp.core.pipeline import Cursor
+from lsp.core.settings import parse_settings
+from lsp.server.completions import CompletionService
+from lsp.server.engine import Engine
+from model.runtime.fake import FakeBackend
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ async def test_an_automatic_request_holds_back_a_subprocess_call(
 ) -> None:
     service = service_answering("subprocess.run(command, shell=True)\n")
     await service.engine.start()
-    with caplog.at_level(logging.INFO, logger="lsp.completions"):
+    with caplog.at_level(logging.INFO, logger="lsp.server.completions"):
         shown = await service.suggest("doc", 1, cursor(), lambda v: True)
     assert shown is None
     assert service.stats.held_back == 1

@@ -27,9 +27,9 @@ import pytest
 from indexer.embed import FakeEmbedder
 from indexer.index import IndexSettings, RepositoryIndex
 from indexer.retrieval import Retriever
-from lsp.pipeline import CompletionPipeline, Cursor, index_context
-from model.api import render_prompt
-from model.fake import FakeBackend
+from lsp.core.pipeline import CompletionPipeline, Cursor, index_context
+from model.runtime.api import render_prompt
+from model.runtime.fake import FakeBackend
 
 ALNUM = string.ascii_letters + string.digits
 LOWER = string.ascii_lowercase + string.digits

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsp.settings import DEFAULT_LANGUAGES, ServerSettings, parse_settings, settings_as_json
+from lsp.core.settings import DEFAULT_LANGUAGES, ServerSettings, parse_settings, settings_as_json
 
 
 def test_nothing_given_is_the_default_configuration() -> None:

@@ -33,7 +33,7 @@ def test_a_short_soak_stays_within_bounds(
 def test_the_judge_catches_what_it_bounds() -> None:
     run = soak.Soak(requests=10, failed=1)
     run.samples = [soak.Sample(float(i), 500.0 + 50 * i, 10 + 10 * i) for i in range(10)]
-    report = soak.judge(run, "2026-01-01 00:00:00,000 ERROR lsp.server: boom\n")
+    report = soak.judge(run, "2026-01-01 00:00:00,000 ERROR lsp.server.language_server: boom\n")
     failures = " | ".join(report["failures"])
     assert "1 request(s) failed" in failures
     assert "error line" in failures
@@ -48,4 +48,9 @@ def test_the_judge_catches_what_it_bounds() -> None:
     assert "KV snapshots held 300 MiB" in " | ".join(soak.judge(hoarding, "")["failures"])
     calm = soak.Soak(requests=10)
     calm.samples = [soak.Sample(float(i), 500.0, 12) for i in range(10)]
-    assert soak.judge(calm, "2026-01-01 00:00:00,000 INFO lsp.server: fine\n")["failures"] == []
+    assert (
+        soak.judge(calm, "2026-01-01 00:00:00,000 INFO lsp.server.language_server: fine\n")[
+            "failures"
+        ]
+        == []
+    )

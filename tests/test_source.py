@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp.source import InputError, offset_at, read_source
+from lsp.core.source import InputError, offset_at, read_source
 
 
 def test_offset_counts_utf16_units_for_astral_characters() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from model.spare_cores import CpuTimes, SpareCores
+from model.runtime.spare_cores import CpuTimes, SpareCores
 
 
 class FakeTimes(CpuTimes):

@@ -1,4 +1,4 @@
-"""``apprentice/status`` (lsp/status_push.py): the payload for each state, coalescing, and
+"""``apprentice/status`` (lsp/server/status_push.py): the payload for each state, coalescing, and
 that nothing it does ever raises into the engine, the index thread or the event loop."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from indexer.index import IndexReport
-from lsp.engine import ModelStatus
-from lsp.settings import ModelSettings, ServerSettings
-from lsp.status_push import METHOD, StatusPush, payload
+from lsp.core.settings import ModelSettings, ServerSettings
+from lsp.server.engine import ModelStatus
+from lsp.server.status_push import METHOD, StatusPush, payload
 
 
 def engine(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from model.api import BackendCrashedError, CancelToken, CompletionRequest
-from model.llama_backend import LlamaConfig, LlamaCppBackend
+from model.runtime.api import BackendCrashedError, CancelToken, CompletionRequest
+from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 from tests.gguf_writer import tiny_model
 
 STUCK_WORKER = """

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lsp.cli import main
-from model.default_model import sha256_file
+from model.runtime.default_model import sha256_file
 
 pytestmark = [pytest.mark.model, pytest.mark.network]
 
@@ -188,7 +188,7 @@ def test_distill_train_export_pack_and_serve(
     started = time.monotonic()
 
     # The packed checkpoint verifies and binds the adapter to this base.
-    from model.checkpoint import resolve_model
+    from model.checkpoints.checkpoint import resolve_model
 
     resolved = resolve_model(summary["checkpoint"])
     assert resolved.manifest is not None and resolved.fim is not None
@@ -200,7 +200,7 @@ def test_distill_train_export_pack_and_serve(
 
     # llama.cpp with the checkpoint answers differently from the base on held-out prompts,
     # and as the trained torch model predicted (checked above on the same adapter file).
-    from model.train.agree import llama_predictions
+    from model.training.train.agree import llama_predictions
 
     heldout = [json.loads(line) for line in (dataset / "heldout.jsonl").read_text().splitlines()]
     sequences, positions = _prompts(heldout, gemma_path)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from model.api import ModelInfo, SpecialToken
-from model.fim import STUDENT_FAMILY, all_markers, select_template
-from model.prompt import PromptInput, build_prompt
+from model.runtime.api import ModelInfo, SpecialToken
+from model.runtime.fim import STUDENT_FAMILY, all_markers, select_template
+from model.runtime.prompt import PromptInput, build_prompt
 
 GEMMA_SPECIALS = frozenset({"<unused0>", "<unused1>", "<unused2>", "<eos>", "<end_of_turn>"})
 

@@ -13,13 +13,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.distill.dataset import Example  # noqa: E402
-from model.train.base import BaseModel, TrainingError  # noqa: E402
-from model.train.export import adapter_tensors, write_adapter_gguf  # noqa: E402
-from model.train.fimformat import Tokens, encode  # noqa: E402
-from model.train.loop import TrainSettings, attach_lora, train_lora  # noqa: E402
-from model.train.run import check_base_fits  # noqa: E402
-from model.train.state import STEPS_DIR, completed_steps, latest_step, lora_parameters  # noqa: E402
+from model.training.distill.dataset import Example  # noqa: E402
+from model.training.train.base import BaseModel, TrainingError  # noqa: E402
+from model.training.train.export import adapter_tensors, write_adapter_gguf  # noqa: E402
+from model.training.train.fimformat import Tokens, encode  # noqa: E402
+from model.training.train.loop import TrainSettings, attach_lora, train_lora  # noqa: E402
+from model.training.train.run import check_base_fits  # noqa: E402
+from model.training.train.state import STEPS_DIR, completed_steps, latest_step, lora_parameters  # noqa: E402
 
 MARKERS = {"<unused0>": 6, "<unused1>": 7, "<unused2>": 8}
 
@@ -237,9 +237,9 @@ def test_a_full_disk_leaves_no_adapter_file(tmp_path: Path) -> None:
         import resource, signal, sys
         import numpy as np
         from pathlib import Path
-        from model.train.base import BaseModel
-        from model.train.export import write_adapter_gguf
-        from model.api import ModelError
+        from model.training.train.base import BaseModel
+        from model.training.train.export import write_adapter_gguf
+        from model.runtime.api import ModelError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
         base = BaseModel(Path("b.gguf"), "0" * 64, "gemma3", 1, "b")
@@ -268,7 +268,7 @@ def test_a_full_disk_leaves_no_adapter_file(tmp_path: Path) -> None:
 def test_a_full_disk_while_writing_a_dataset_file(tmp_path: Path, monkeypatch: Any) -> None:
     import errno
 
-    from model.atomic_io import WriteError, write_text_atomic
+    from model.checkpoints.atomic_io import WriteError, write_text_atomic
 
     target = tmp_path / "train.jsonl"
     target.write_text("old\n")
@@ -276,7 +276,7 @@ def test_a_full_disk_while_writing_a_dataset_file(tmp_path: Path, monkeypatch: A
     def no_space(*args: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("model.atomic_io.os.fsync", no_space)
+    monkeypatch.setattr("model.checkpoints.atomic_io.os.fsync", no_space)
     with pytest.raises(WriteError, match="no space left"):
         write_text_atomic(target, "new\n" * 1000)
     assert target.read_text() == "old\n"
@@ -295,7 +295,7 @@ def test_base_must_fit_the_dataset_format() -> None:
 
 
 def test_describe_base_refuses_a_non_gemma_gguf(tmp_path: Path) -> None:
-    from model.train.base import describe_base
+    from model.training.train.base import describe_base
     from tests.gguf_writer import tiny_model as tiny_gguf
 
     path = tiny_gguf().write(tmp_path / "llama.gguf")
@@ -312,7 +312,7 @@ def test_summary_json_is_plain(tmp_path: Path) -> None:
 
 def test_the_export_gate_counts_decisive_positions_only() -> None:
     """Near-ties may flip under llama.cpp's quantized arithmetic; the gate ignores them."""
-    from model.train.agree import Agreement
+    from model.training.train.agree import Agreement
 
     flaky = Agreement(40, 0.925, 0.4, 0.6, decisive=36, decisive_agreement=1.0)
     assert flaky.ok and flaky.as_json()["decisive"] == 36

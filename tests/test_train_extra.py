@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp import cli_train
+from lsp.cli import train as cli_train
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_ONLY = ("torch", "transformers", "peft", "safetensors", "sentence_transformers", "gguf")
@@ -108,7 +108,7 @@ def test_distill_needs_no_extra(tmp_path: Path) -> None:
 # the heavy modules the process holds.
 SERVE = f"""
 import json, sys
-import lsp.server
+import lsp.server.language_server
 from indexer.embed import create_embedder
 
 embedder = create_embedder("default", threads=1)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lsp.indexing import IndexService
-from lsp.pipeline import Cursor
-from lsp.settings import IndexSettingsSchema
-from lsp.watching import Rescans
+from lsp.core.pipeline import Cursor
+from lsp.core.settings import IndexSettingsSchema
+from lsp.server.indexing import IndexService
+from lsp.server.watching import Rescans
 
 BILLING = "def compute_invoice_total_zeta(lines):\n    return sum(line.price for line in lines)\n"
 MAIN = "from billing import compute_invoice_total_zeta\n\ntotal = compute_invoice_total_zeta("

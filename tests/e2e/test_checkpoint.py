@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from model.gguf import read_gguf
-from model.pack import pack_checkpoint
-from model.signing import generate_keypair
+from model.checkpoints.pack import pack_checkpoint
+from model.checkpoints.signing import generate_keypair
+from model.runtime.gguf import read_gguf
 from tests.e2e.conftest import Session, end_of
 from tests.lora_gguf import write_lora
 

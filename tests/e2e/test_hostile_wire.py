@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lsp.framing import MAX_BODY
+from lsp.server.framing import MAX_BODY
 from tests.e2e.test_protocol import RawClient, alive, raw  # noqa: F401  (raw: a fixture)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]

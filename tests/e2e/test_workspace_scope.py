@@ -1,5 +1,5 @@
 """Documents outside the workspace folders get no completions, code actions or context, however
-the URI dresses the path up (``lsp.scope``)."""
+the URI dresses the path up (``lsp.server.scope``)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ async def test_documents_outside_the_workspace_are_refused(
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX paths")
 async def test_scope_rules() -> None:
-    from lsp.scope import refusal
+    from lsp.server.scope import refusal
 
     root = Path("/srv/work/repo")
     assert refusal("file:///srv/work/repo/a/b.py", [root]) is None

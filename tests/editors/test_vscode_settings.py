@@ -1,6 +1,6 @@
 """The VS Code extension's settings mirror the server's, so the two cannot drift apart.
 
-The server's side is derived from the dataclasses in lsp/settings.py (every field of every
+The server's side is derived from the dataclasses in lsp/core/settings.py (every field of every
 group, its JSON type and its default), so a setting added there fails this test until the
 extension's package.json declares it too, with the same type and default.
 """
@@ -14,8 +14,8 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from lsp.server import REINDEX, STATUS
-from lsp.settings import LOG_LEVELS, ServerSettings, parse_settings, settings_as_json
+from lsp.server.language_server import REINDEX, STATUS
+from lsp.core.settings import LOG_LEVELS, ServerSettings, parse_settings, settings_as_json
 
 PACKAGE = Path(__file__).resolve().parents[2] / "editors" / "vscode" / "package.json"
 PREFIX = "apprentice."

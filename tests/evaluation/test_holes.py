@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from model.holes import HoleTask, auto_indent, place, placements_for, region_lines, typed_start
+from model.training.holes import (
+    HoleTask,
+    auto_indent,
+    place,
+    placements_for,
+    region_lines,
+    typed_start,
+)
 
 SOURCE = "def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.evaluation.metrics import (
+from lsp.evaluation.metrics import (
     edit_similarity,
     identifier_f1,
     identifiers,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model.repo_tasks import KINDS, SourceFile, cut_tasks, masked_text
+from model.training.repo_tasks import KINDS, SourceFile, cut_tasks, masked_text
 
 STORE = '''"""Storage."""
 
@@ -104,12 +104,12 @@ def _git_repo(root: Path) -> Path:
 
 def test_the_masked_text_reaches_neither_the_index_nor_the_prompt(tmp_path: Path) -> None:
     """No leakage: the hole's text is in no indexed chunk and in no prompt."""
-    from bench.evaluation.repo import prepare
-    from bench.evaluation.runner import Variant, pipeline_for
-    from lsp.pipeline import Cursor, PipelineSettings
-    from model.api import render_prompt
-    from model.fake import FakeBackend
-    from model.holes import place
+    from lsp.core.pipeline import Cursor, PipelineSettings
+    from lsp.evaluation.repo import prepare
+    from lsp.evaluation.runner import Variant, pipeline_for
+    from model.runtime.api import render_prompt
+    from model.runtime.fake import FakeBackend
+    from model.training.holes import place
 
     repo = _git_repo(tmp_path / "shop")
     suite = prepare(repo, limit=None, seed=0, kinds=["assign"], embed=False)
@@ -138,7 +138,7 @@ def test_the_masked_text_reaches_neither_the_index_nor_the_prompt(tmp_path: Path
 
 
 def test_a_repository_without_python_is_a_clear_error(tmp_path: Path) -> None:
-    from bench.evaluation.repo import prepare
+    from lsp.evaluation.repo import prepare
 
     root = tmp_path / "docs"
     root.mkdir()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from model import sandbox, sandbox_setup
-from model.sandbox import (
+from model.training import sandbox, sandbox_setup
+from model.training.sandbox import (
     SandboxLimits,
     SandboxUnavailable,
     run_python,

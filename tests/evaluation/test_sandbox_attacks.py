@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from model import sandbox_setup
-from model.sandbox import (
+from model.training import sandbox_setup
+from model.training.sandbox import (
     SandboxLimits,
     run_python,
     sandbox_available,

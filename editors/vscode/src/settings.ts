@@ -3,7 +3,7 @@
  *
  * The extension's `contributes.configuration` (package.json) is the one list of settings on
  * this side: every `apprentice.*` key except the client's own ({@link CLIENT_KEYS}) is a
- * server setting and is sent, nested and camelCase, as the server reads it (lsp/settings.py).
+ * server setting and is sent, nested and camelCase, as the server reads it (lsp/core/settings.py).
  * A test on the Python side compares that list with the server's schema.
  */
 

@@ -1,6 +1,6 @@
 /** The status bar item's text and tooltip, from the server's `apprentice/status` notification. */
 
-/** The server's notification of its state, sent whenever it changes (lsp/status_push.py). */
+/** The server's notification of its state, sent whenever it changes (lsp/server/status_push.py). */
 export const STATUS_NOTIFICATION = 'apprentice/status';
 
 /** `apprentice/status` params; every key is always sent. */

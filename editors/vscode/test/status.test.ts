@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { describeStatus, documentLanguages, PushedStatus } from '../src/status';
 
-/** `apprentice/status` as lsp/status_push.py sends it once everything is up. */
+/** `apprentice/status` as lsp/server/status_push.py sends it once everything is up. */
 const ready: PushedStatus = {
   state: 'ready',
   message: 'gemma-3-270m',

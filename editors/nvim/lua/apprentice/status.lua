@@ -4,7 +4,7 @@
 --- shown), so nothing is polled; `:Apprentice status` asks for the detailed `apprentice.status`.
 local M = {}
 
---- The notification's method (lsp/status_push.py).
+--- The notification's method (lsp/server/status_push.py).
 M.METHOD = 'apprentice/status'
 
 --- Per client id: { status = the last `apprentice/status` params }. The params (every key is

@@ -1,0 +1,289 @@
+"""``apprentice distill`` and ``apprentice train``: verified training data and a LoRA student.
+
+Thin wrappers around ``model.training.distill.run`` and ``model.training.train.run``;
+torch, transformers and llama.cpp are imported only inside the commands. Every failure
+is one line and exit status 1 (``lsp.cli.main``); ``train`` without the ``train`` extra
+(torch, transformers, peft) says how to install it and exits 2. ``distill`` needs no extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lsp.cli.common import print_json, say
+
+
+def add_commands(commands: Any, model_commands: Any) -> None:
+    """Register ``distill`` and ``train``."""
+    distill = commands.add_parser("distill", help="verified FIM training data from repositories")
+    distill.add_argument("repos", nargs="+", metavar="REPO", help="repository folders")
+    distill.add_argument("-o", "--output", required=True, help="dataset directory")
+    distill.add_argument(
+        "--teacher",
+        default="none",
+        help="none (ground truth only), self (the embedded model, best-of-N), a GGUF file, "
+        "a checkpoint (directory or installed name: a trained student, best-of-N), or the "
+        "URL of an OpenAI-compatible server (default none)",
+    )
+    distill.add_argument("--remote-model", help="model id to ask a remote teacher for")
+    distill.add_argument("-k", type=int, default=2, help="teacher samples per task (default 2)")
+    distill.add_argument(
+        "--temperature", type=float, default=0.8, help="for samples after the first"
+    )
+    distill.add_argument("--teacher-timeout", type=float, default=30.0, help="seconds per sample")
+    distill.add_argument("--retries", type=int, default=3, help="tries after a timeout or error")
+    distill.add_argument(
+        "--rate", type=float, default=0.0, help="at most this many teacher requests per second"
+    )
+    distill.add_argument("--fim-template", help="the teacher's FIM family (default: detected)")
+    distill.add_argument("--heldout", type=float, default=0.2, help="share of files held out")
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--no-tests", action="store_true", help="do not run repository tests")
+    distill.add_argument("--max-files", type=int, help="Python files per repository at most")
+    distill.add_argument(
+        "--per-file",
+        default="holes=8,fix=2",
+        help="tasks per file: holes (every kind the evaluation cuts) and fixes of ruff "
+        "findings (default holes=8,fix=2)",
+    )
+    distill.add_argument("--licence", help="licence of the sources (default: read from them)")
+    distill.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out files matching this gitignore-style pattern (repeatable)",
+    )
+    distill.add_argument("--json", action="store_true", help="print the dataset card as JSON")
+    distill.set_defaults(handler=cmd_distill)
+
+    train = commands.add_parser("train", help="train a LoRA FIM student on a distilled dataset")
+    train.add_argument("dataset", help="dataset directory from apprentice distill")
+    train.add_argument("--base", help="base GGUF (default: the embedded Gemma 3 270M)")
+    train.add_argument("-o", "--output", required=True, help="training output directory")
+    train.add_argument("--steps", type=int, default=1000)
+    train.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
+    train.add_argument("--warmup", type=int, default=20, help="warm-up steps")
+    train.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    train.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
+    train.add_argument("--max-tokens", type=int, default=256, help="tokens per example")
+    train.add_argument("--plain-ratio", type=float, default=0.2, help="left-to-right share")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
+    train.add_argument("--eval-every", type=int, default=0, help="steps between held-out losses")
+    train.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    train.add_argument(
+        "--threads", type=int, help="CPU threads (default: one per core; fewer on a busy machine)"
+    )
+    train.add_argument("--name", default="apprentice-student", help="checkpoint name")
+    train.add_argument("--version", default="0.1.0", help="checkpoint version")
+    train.add_argument("--sign-key", help="sign the checkpoint with this private key")
+    train.add_argument("--no-pack", action="store_true", help="do not pack a checkpoint")
+    train.add_argument("--json", action="store_true", help="print the summary as JSON")
+    train.set_defaults(handler=cmd_train)
+
+
+def _limits(text: str) -> Any:
+    from model.training.distill.tasks import TaskLimits
+
+    values: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, count = part.partition("=")
+        if not sep or kind not in ("holes", "fix") or not count.isdigit():
+            raise ValueError(f"--per-file {text!r}: expected holes=N,fix=N")
+        values[kind] = int(count)
+    return TaskLimits(**values)
+
+
+def _teacher(args: argparse.Namespace) -> Any:
+    """The Teacher the --teacher option names (None for ground truth only)."""
+    from model.training.distill.teacher import Teacher, TeacherSettings
+
+    spec = args.teacher.strip()
+    if spec.lower() == "none":
+        return None
+    settings = TeacherSettings(
+        k=args.k,
+        temperature=args.temperature,
+        timeout_s=args.teacher_timeout,
+        retries=args.retries,
+        min_interval_s=1.0 / args.rate if args.rate > 0 else 0.0,
+        fim_template=args.fim_template,
+    )
+    if spec.startswith(("http://", "https://")):
+        from model.runtime.remote import RemoteBackend
+
+        backend: Any = RemoteBackend(
+            spec,
+            model=args.remote_model,
+            connect_timeout=min(5.0, args.teacher_timeout),
+            read_timeout=args.teacher_timeout,
+            request_timeout=args.teacher_timeout,
+        )
+    else:
+        from model.factory import BackendSettings, create_backend
+        from model.runtime.hardware import interactive_threads
+
+        # One core is left free: llama.cpp's threads stall together when one is pre-empted
+        # (a 2-core machine generated 32 tokens in 30 s with 2 threads, 1.6 s with 1).
+        backend = create_backend(
+            BackendSettings(
+                model_path=None if spec == "self" else spec, n_threads=interactive_threads()
+            )
+        )
+    return Teacher(backend, spec, settings)
+
+
+class _Reporter:
+    """Progress on stderr: a redrawn line on a terminal; otherwise a line every 10% or minute."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.last_tenth = -1
+        self.last_line = 0.0
+
+    def line(self, text: str, done: int, total: int) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + text.ljust(100))
+            sys.stderr.flush()
+            return
+        tenth = int(10 * done / total) if total else 10
+        now = time.monotonic()
+        if tenth != self.last_tenth or done == total or now - self.last_line >= 60:
+            self.last_tenth, self.last_line = tenth, now
+            say(text)
+
+    def files(self, stage: str, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / done * (total - done) if done else 0.0
+        self.line(f"{stage}: {done}/{total} files, ETA {eta:.0f}s", done, total)
+
+    def step(self, report: Any) -> None:
+        held = f" held-out {report.heldout_loss:.3f}" if report.heldout_loss is not None else ""
+        self.line(
+            f"step {report.step}/{report.steps} loss {report.loss:.3f}{held} "
+            f"{report.tokens_per_s:.0f} tok/s ETA {report.eta_s:.0f}s",
+            report.step,
+            report.steps,
+        )
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """``apprentice distill REPO... -o DATASET``: tasks, teacher samples, verified, split."""
+    from model.training.distill.run import DistillSettings, distill
+
+    settings = DistillSettings(
+        limits=_limits(args.per_file),
+        heldout_ratio=args.heldout,
+        seed=args.seed,
+        run_tests=not args.no_tests,
+        max_files=args.max_files,
+        licence=args.licence,
+        excludes=tuple(args.exclude),
+    )
+    teacher = _teacher(args)
+    reporter = _Reporter()
+    try:
+        card = distill(
+            [Path(r) for r in args.repos],
+            Path(args.output),
+            teacher,
+            settings,
+            progress=reporter.files,
+        )
+    finally:
+        reporter.close()
+        if teacher is not None:
+            teacher.backend.close()
+    if args.json:
+        print_json(card)
+    else:
+        counts = card["counts"]
+        say(
+            f"{args.output}: {counts['train_examples']} training and "
+            f"{counts['heldout_examples']} held-out examples from {counts['tasks']} tasks; "
+            f"teacher kept {counts['teacher_kept']} of {counts['teacher_samples']} samples"
+        )
+    return 0
+
+
+# What ``apprentice train`` imports that the server does not: the ``train`` extra.
+TRAIN_EXTRA = ("torch", "transformers", "peft", "safetensors", "gguf")
+TRAIN_EXTRA_FIX = "pip install 'apprentice[train]' (from a checkout: pip install -e '.[train]')"
+
+
+def missing_train_extra() -> str | None:
+    """The first package of the ``train`` extra that cannot be imported, or None."""
+    for name in TRAIN_EXTRA:
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError):  # OSError: torch installed without its shared libraries
+            return name
+    return None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``apprentice train DATASET -o DIR``: LoRA, export to llama.cpp, agreement, checkpoint."""
+    missing = missing_train_extra()
+    if missing is not None:
+        say(
+            f"apprentice: train needs the train extra ({missing} is not installed); "
+            f"install it: {TRAIN_EXTRA_FIX}"
+        )
+        return 2
+    from model.training.train.loop import TrainSettings
+    from model.training.train.run import PackOptions, train_student
+
+    settings = TrainSettings(
+        steps=args.steps,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup,
+        rank=args.rank,
+        alpha=args.alpha,
+        max_tokens=args.max_tokens,
+        plain_ratio=args.plain_ratio,
+        seed=args.seed,
+        save_every=args.save_every,
+        eval_every=args.eval_every,
+        device=args.device,
+    )
+    if settings.steps < 1 or settings.rank < 1 or settings.max_tokens < 16:
+        raise ValueError("--steps and --rank must be at least 1, --max-tokens at least 16")
+    pack = None if args.no_pack else PackOptions(args.name, args.version, sign_key=args.sign_key)
+    reporter = _Reporter()
+    try:
+        summary = train_student(
+            Path(args.dataset),
+            args.base,
+            Path(args.output),
+            settings,
+            progress=reporter.step,
+            say=say,
+            pack=pack,
+            threads=args.threads,
+        )
+    finally:
+        reporter.close()
+    if args.json:
+        print_json(summary)
+    else:
+        agreement = summary["agreement"]
+        say(
+            f"{args.output}: trained {summary['steps']} steps, loss {summary['train_loss']}, "
+            f"held-out loss {summary['heldout_loss_before']} -> {summary['heldout_loss_after']}; "
+            f"llama.cpp agrees on {agreement['decisive_agreement']:.0%} of "
+            f"{agreement['decisive']} decisive positions ({agreement['agreement']:.0%} of all "
+            f"{agreement['positions']})"
+            + (f"; checkpoint {summary['checkpoint']}" if "checkpoint" in summary else "")
+        )
+    return 0

@@ -1,0 +1,123 @@
+"""Plain data of the completion pipeline: its settings, the cursor, and the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Knobs of one completion; every one defaulted."""
+
+    max_tokens: int = 64
+    max_tokens_multiline: int = 96
+    context_budget: int = 1024
+    fim_template: str | None = None
+    timeout_s: float = 10.0
+    temperature: float = 0.0
+    candidates: int = 3
+    sample_temperature: float = 0.6
+    # Past this, a verified partial generation is shown early (None: no budget): its
+    # complete lines only (``whole_lines``), the rest of a block following on the next
+    # request; a line is never cut where it happened to parse.
+    time_budget_s: float | None = None
+    # A budgeted request stops generating here and shows what verifies (None: timeout_s).
+    # The server leaves it off: the editor cancels on the next keystroke, so a give-up
+    # only ever hits a person who stopped typing and waits.
+    max_wait_s: float | None = None
+    # Early (past the time budget) only whole lines; off: any balanced partial, which
+    # rarely completes the line (0.22 vs 0.33 pass@1 on 60 HumanEval holes).
+    whole_lines: bool = True
+    multiline: bool = True
+    # Quality levers, each measured by ``apprentice eval`` (see the README's figures):
+    # complete at the line start where the cursor sits in leading whitespace (dedent after
+    # auto-indent; a new line above a line of code) ...
+    line_start: bool = True
+    # ... never offer a comment alone where code follows (unless writing a comment) ...
+    code_over_comment: bool = True
+    # ... and (off: no gain measured, 0.37 pass@1 with and without on 100 HumanEval tasks,
+    # for 10% more prompt tokens) prefer a candidate that defines the names the code below
+    # uses and nothing defines yet (a model without fill-in-the-middle never sees that code).
+    suffix_names: bool = False
+    # ... and leave spaces typed after code out of the prompt, for the model to write
+    # (token healing: "total " would otherwise ask for a token split it rarely saw).
+    token_healing: bool = True
+    # ... and end a suggested block opener where the block's body already follows below.
+    suffix_body: bool = True
+    # ... and (off: no gain measured, 0.37 with and without on 100 HumanEval tasks, for 6%
+    # more prompt tokens) prefer a candidate after which the buffer parses, where only the
+    # missing line keeps it from parsing (a block body below waiting for its opener).
+    suffix_syntax: bool = False
+    # Candidates tried beyond ``candidates`` while the verified ones do not do what the code
+    # below asks (names it reads, a body waiting for its opener); the deadline still holds.
+    extra_candidates: int = 2
+    # A repository snippet too long for the room left gives its first lines (a definition's
+    # signature and docstring) instead of being skipped.
+    snippet_heads: bool = True
+    # Prompt tokens a file's first request may evaluate cold (0: no limit). The server sets
+    # it (lsp.core.coldstart); one-off completions (the CLI, eval) take the full prompt.
+    first_prompt_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A document and a cursor in it, as plain data."""
+
+    path: str
+    language: str
+    text: str
+    offset: int
+    repo_name: str = ""
+    abs_path: Path | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.text[: self.offset]
+
+    @property
+    def suffix(self) -> str:
+        return self.text[self.offset :]
+
+
+@dataclass
+class CompletionResult:
+    """The verified, cleaned suggestion (or None) and what it cost."""
+
+    text: str | None
+    model: str
+    latency_ms: float
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    mode: str = "prefix"
+    raw: str = ""
+    snippets_used: tuple[str, ...] = field(default_factory=tuple)
+    request_id: int = 0
+    verdict: str = "none"
+    candidates: int = 0
+    rejected_reasons: tuple[str, ...] = ()
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    # Characters before the cursor (whitespace on its line) that the suggestion replaces:
+    # the editor's item range starts that far before the cursor.
+    replaced: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        """The ``--json`` shape of ``apprentice complete``."""
+        return {
+            "text": self.text,
+            "model": self.model,
+            "latency_ms": round(self.latency_ms, 1),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
+            "mode": self.mode,
+            "finish_reason": self.finish_reason,
+            "verdict": self.verdict,
+            "candidates": self.candidates,
+            "rejected_reasons": list(self.rejected_reasons),
+            "context": list(self.snippets_used),
+            "replaced": self.replaced,
+            "stages_ms": {name: round(ms, 1) for name, ms in self.stages_ms.items()},
+        }

@@ -1,0 +1,2 @@
+"""Team checkpoints: the manifest, signatures, verification before loading, packing and
+installing from a directory or a mirror."""

@@ -1,0 +1,323 @@
+"""The LoRA training loop: seeded data order, loss on the middle only, step checkpoints, resume.
+
+The output head is applied only to the positions that predict the middle: with Gemma 3's
+262k-token vocabulary the head costs more than the rest of the model, and the prompt's
+positions carry no loss anyway. The data order and the plain/FIM choice are functions of
+(seed, step), so a run resumed from a step checkpoint continues exactly as if it had not
+stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.training.distill.dataset import Example
+from model.training.train.base import TrainingError
+from model.training.train.fimformat import Encoded, Tokens, encode
+from model.training.train.state import (
+    ADAPTER_FILE,
+    OPTIMIZER_FILE,
+    latest_step,
+    load_tensors,
+    lora_parameters,
+    optimizer_tensors,
+    restore_optimizer,
+    save_step,
+)
+
+logger = logging.getLogger(__name__)
+
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training run's recipe; all but the last four fields must match to resume."""
+
+    steps: int = 1000
+    learning_rate: float = 2e-4
+    warmup_steps: int = 20
+    rank: int = 16
+    alpha: int = 32
+    targets: tuple[str, ...] = ALL_PROJECTIONS
+    max_tokens: int = 256
+    max_middle: int = 96
+    plain_ratio: float = 0.2
+    seed: int = 0
+    # Not part of the run's identity:
+    save_every: int = 100
+    eval_every: int = 0
+    heldout_limit: int = 64
+    device: str = "cpu"
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the run it continues."""
+        data = asdict(self)
+        for key in ("save_every", "eval_every", "heldout_limit", "device"):
+            data.pop(key)
+        data["targets"] = list(self.targets)
+        return data
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """Progress after one step."""
+
+    step: int
+    steps: int
+    loss: float
+    tokens_per_s: float
+    eta_s: float
+    learning_rate: float
+    heldout_loss: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    steps: int
+    resumed_from: int
+    train_loss: float
+    heldout_loss_before: float | None
+    heldout_loss_after: float | None
+    seconds: float  # training time over every session of the run, resumed ones included
+    tokens: int  # tokens trained on, likewise
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+Progress = Callable[[StepReport], None]
+
+
+def learning_rate(settings: TrainSettings, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    peak = settings.learning_rate
+    if step < settings.warmup_steps:
+        return peak * (step + 1) / settings.warmup_steps
+    span = max(1, settings.steps - settings.warmup_steps)
+    progress = min(1.0, (step - settings.warmup_steps) / span)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def example_at(step: int, count: int, seed: int) -> int:
+    """The training example of ``step``: a seeded shuffle per pass over the data."""
+    epoch, index = divmod(step, count)
+    order = list(range(count))
+    random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
+    return order[index]
+
+
+def is_plain(step: int, settings: TrainSettings) -> bool:
+    """Whether ``step`` trains plain left-to-right text instead of the FIM layout."""
+    return random.Random(f"{settings.seed}:plain:{step}").random() < settings.plain_ratio
+
+
+def attach_lora(model: Any, settings: TrainSettings) -> Any:
+    """The base wrapped by peft with fresh LoRA weights (seeded)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(settings.seed)
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=int(settings.alpha),
+        target_modules=list(settings.targets),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():
+        # peft asks transformers a question transformers has renamed; nothing for a user to do.
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+        return get_peft_model(model, config)
+
+
+def middle_loss(peft_model: Any, encoded: Encoded, device: str) -> Any:
+    """Cross-entropy of the middle tokens given everything before them."""
+    import torch
+    import torch.nn.functional as F
+
+    inner = peft_model.get_base_model()
+    ids = torch.tensor([encoded.ids], device=device)
+    hidden = inner.model(input_ids=ids).last_hidden_state
+    logits = inner.lm_head(hidden[:, encoded.prompt_len - 1 : -1])
+    cap = getattr(inner.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    target = ids[:, encoded.prompt_len :]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1))
+
+
+def heldout_loss(
+    peft_model: Any, tokens: Tokens, heldout: Sequence[Example], settings: TrainSettings
+) -> float | None:
+    """Mean middle loss over the first ``heldout_limit`` held-out examples (FIM layout)."""
+    import torch
+
+    chosen = list(heldout)[: settings.heldout_limit]
+    if not chosen:
+        return None
+    total = 0.0
+    with torch.no_grad():
+        for example in chosen:
+            encoded = encode(example, tokens, settings.max_tokens, max_middle=settings.max_middle)
+            total += float(middle_loss(peft_model, encoded, settings.device))
+    return total / len(chosen)
+
+
+def train_lora(
+    peft_model: Any,
+    tokens: Tokens,
+    train: Sequence[Example],
+    heldout: Sequence[Example],
+    out: Path,
+    settings: TrainSettings,
+    run_identity: dict[str, Any],
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train (or resume) the LoRA weights of ``peft_model``; step checkpoints go in ``out``."""
+    import torch
+
+    if not train:
+        raise TrainingError("no training examples")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    params = lora_parameters(peft_model)
+    names = {id(p): name for name, p in params.items()}
+    optimizer = torch.optim.AdamW(params.values(), lr=settings.learning_rate, weight_decay=0.0)
+    start, log, before, spent = _resume(out, peft_model, optimizer, names, run_identity)
+    if start == 0:
+        before = heldout_loss(peft_model, tokens, heldout, settings)
+        if before is not None:
+            logger.info("held-out loss before training: %.4f", before)
+    peft_model.train()
+    started = time.monotonic()
+    tokens_seen = 0
+    recent: list[float] = []
+    for step in range(start, settings.steps):
+        example = train[example_at(step, len(train), settings.seed)]
+        encoded = encode(
+            example,
+            tokens,
+            settings.max_tokens,
+            max_middle=settings.max_middle,
+            plain=is_plain(step, settings),
+        )
+        rate = learning_rate(settings, step)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        loss = middle_loss(peft_model, encoded, settings.device)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        recent = [*recent, value][-20:]
+        tokens_seen += len(encoded.ids)
+        elapsed = max(time.monotonic() - started, 1e-6)
+        done = step + 1
+        evaluate = bool(settings.eval_every) and done % settings.eval_every == 0
+        held = heldout_loss(peft_model, tokens, heldout, settings) if evaluate else None
+        if evaluate:
+            peft_model.train()
+        entry = {"step": done, "loss": round(value, 5), "lr": rate, "tokens": len(encoded.ids)}
+        if held is not None:
+            entry["heldout_loss"] = round(held, 5)
+        log.append(entry)
+        if progress is not None:
+            per_step = elapsed / (done - start)
+            progress(
+                StepReport(
+                    step=done,
+                    steps=settings.steps,
+                    loss=sum(recent) / len(recent),
+                    tokens_per_s=tokens_seen / elapsed,
+                    eta_s=per_step * (settings.steps - done),
+                    learning_rate=rate,
+                    heldout_loss=held,
+                )
+            )
+        if done % settings.save_every == 0 or done == settings.steps:
+            total = (spent[0] + time.monotonic() - started, spent[1] + tokens_seen)
+            _save(out, done, params, optimizer, names, run_identity, log, before, total)
+    peft_model.eval()
+    after = heldout_loss(peft_model, tokens, heldout, settings)
+    if not recent:  # a finished run started again: its loss is in the saved log
+        recent = [float(entry["loss"]) for entry in log[-20:]]
+    train_loss = sum(recent) / len(recent) if recent else 0.0
+    return TrainResult(
+        steps=settings.steps,
+        resumed_from=start,
+        train_loss=train_loss,
+        heldout_loss_before=before,
+        heldout_loss_after=after,
+        seconds=spent[0] + time.monotonic() - started,
+        tokens=spent[1] + tokens_seen,
+        log=log,
+    )
+
+
+def _save(
+    out: Path,
+    step: int,
+    params: dict[str, Any],
+    optimizer: Any,
+    names: dict[int, str],
+    identity: dict[str, Any],
+    log: list[dict[str, Any]],
+    before: float | None,
+    spent: tuple[float, int],
+) -> None:
+    state = {
+        "step": step,
+        "run": identity,
+        "log": log,
+        "heldout_loss_before": before,
+        "seconds": round(spent[0], 3),
+        "tokens": spent[1],
+    }
+    save_step(out, step, params, optimizer_tensors(optimizer, names), state)
+    logger.info("saved step %d", step)
+
+
+def _resume(
+    out: Path,
+    peft_model: Any,
+    optimizer: Any,
+    names: dict[int, str],
+    identity: dict[str, Any],
+) -> tuple[int, list[dict[str, Any]], float | None, tuple[float, int]]:
+    """The newest step checkpoint of this run, loaded: (its step, its log, the held-out loss
+    before training, (seconds, tokens) trained so far)."""
+    import torch
+
+    found = latest_step(out)
+    if found is None:
+        return 0, [], None, (0.0, 0)
+    path, state = found
+    if state.get("run") != identity:
+        raise TrainingError(
+            f"{out} holds a training run with another base, dataset or recipe "
+            f"({path.name}); choose another output directory or delete it to start over"
+        )
+    saved = load_tensors(path / ADAPTER_FILE)
+    params = lora_parameters(peft_model)
+    if set(saved) != set(params):
+        raise TrainingError(f"{path / ADAPTER_FILE} does not hold this run's LoRA tensors")
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(saved[name].to(param.device))
+    restore_optimizer(optimizer, names, load_tensors(path / OPTIMIZER_FILE))
+    step = int(state["step"])
+    logger.info("resuming from %s (step %d)", path.name, step)
+    log = list(state.get("log", []))
+    before = state.get("heldout_loss_before")
+    spent = (float(state.get("seconds", 0.0)), int(state.get("tokens", 0)))
+    return step, log, before if isinstance(before, float) else None, spent

@@ -1,0 +1,233 @@
+"""``apprentice train``: a LoRA student from a distilled dataset, exported to llama.cpp, checked.
+
+The output directory holds the step checkpoints (``steps/``), the final adapter
+(``adapter.safetensors`` for torch, ``adapter.gguf`` for llama.cpp), the per-step log
+(``train_log.jsonl``) and ``training.json`` (recipe, base, dataset, losses, agreement).
+The run succeeds only when llama.cpp with the adapter agrees with the trained model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from model.checkpoints.atomic_io import write_text_atomic
+from model.runtime.fim import STUDENT_FAMILY, TRAINED_TEMPLATES
+from model.training.distill.dataset import TRAIN_FILE, Example, load_dataset
+from model.training.train.agree import Agreement, check_agreement
+from model.training.train.base import BaseModel, TrainingError, describe_base, load_base
+from model.training.train.export import adapter_tensors, write_adapter_gguf
+from model.training.train.fimformat import Tokens
+from model.training.train.loop import Progress, TrainSettings, attach_lora, train_lora
+from model.training.train.state import lora_parameters, save_tensors
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_GGUF = "adapter.gguf"
+ADAPTER_SAFETENSORS = "adapter.safetensors"
+TRAIN_LOG = "train_log.jsonl"
+SUMMARY = "training.json"
+CHECKPOINT_DIR = "checkpoint"
+# Architectures whose reserved tokens the dataset's format uses.
+FORMAT_ARCHITECTURES = {STUDENT_FAMILY: ("gemma3",)}
+
+Say = Callable[[str], None]
+
+
+def dataset_id(directory: Path) -> str:
+    """The sha256 of the training split: a resumed run must train on the same data."""
+    return hashlib.sha256((Path(directory) / TRAIN_FILE).read_bytes()).hexdigest()
+
+
+def check_base_fits(card: dict[str, Any], base: BaseModel) -> None:
+    """Refuse a base whose vocabulary the dataset's format was not written for."""
+    family = card.get("format", {}).get("family")
+    wanted = FORMAT_ARCHITECTURES.get(str(family), ())
+    if base.architecture not in wanted:
+        raise TrainingError(
+            f"the dataset is in format {family!r} for {'/'.join(wanted) or 'no known'} bases; "
+            f"{base.path.name} is {base.architecture}"
+        )
+    bound = card.get("base_sha256")
+    if bound and bound != base.sha256:
+        raise TrainingError(
+            f"the dataset was distilled for base {str(bound)[:12]}…; "
+            f"{base.path.name} is {base.sha256[:12]}…"
+        )
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` is CUDA when torch sees a GPU, else the CPU; ``cuda`` without one is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: torch sees no CUDA device here")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise TrainingError(f"unknown device {device!r}: choose cpu, cuda or auto")
+    return device
+
+
+def train_student(
+    dataset: Path,
+    base_path: str | None,
+    out: Path,
+    settings: TrainSettings,
+    *,
+    progress: Progress | None = None,
+    say: Say | None = None,
+    agreement_examples: int = 16,
+    pack: PackOptions | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train, export and check one student; returns the ``training.json`` summary.
+
+    ``threads`` sets torch's CPU threads (default: torch's own choice, one per core).
+    """
+    note = say or (lambda message: logger.info("%s", message))
+    card, train, heldout = load_dataset(dataset)
+    base = describe_base(base_path)
+    check_base_fits(card, base)
+    device = resolve_device(settings.device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    identity = {
+        "base_sha256": base.sha256,
+        "dataset": dataset_id(dataset),
+        "format": STUDENT_FAMILY,
+        "settings": settings.identity(),
+    }
+    out = Path(out)
+    note(f"loading {base.path.name} into transformers (dequantized; about a minute on a CPU)")
+    model, tokenizer = load_base(base, device)
+    tokens = Tokens(tokenizer)
+    peft_model = attach_lora(model, _on(settings, device))
+    measured = min(len(heldout), settings.heldout_limit)
+    note(
+        f"training {settings.steps} steps on {len(train)} examples ({device}); held-out loss "
+        f"on {measured} examples first, then every {settings.eval_every or settings.steps} steps"
+    )
+    result = train_lora(
+        peft_model, tokens, train, heldout, out, _on(settings, device), identity, progress
+    )
+    lora = lora_parameters(peft_model)
+    save_tensors(out / ADAPTER_SAFETENSORS, lora)
+    write_adapter_gguf(
+        out / ADAPTER_GGUF,
+        adapter_tensors(lora, base),
+        settings.alpha,
+        base,
+        name=f"{base.name} apprentice student",
+    )
+    write_text_atomic(out / TRAIN_LOG, "".join(json.dumps(e) + "\n" for e in result.log))
+    probe = _agreement_set(heldout, train, agreement_examples)
+    note(f"checking llama.cpp with the adapter against the trained model ({len(probe)} examples)")
+    agreement = check_agreement(
+        peft_model, tokens, probe, base.path, out / ADAPTER_GGUF, max_tokens=settings.max_tokens
+    )
+    summary = _summary(card, base, dataset, settings, device, result, agreement)
+    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    if not agreement.ok:
+        raise TrainingError(
+            f"llama.cpp with the exported adapter agrees with the trained model on "
+            f"{agreement.decisive_agreement:.0%} of {agreement.decisive} decisive positions "
+            f"(needs {agreement.as_json()['required']:.0%}); {out / ADAPTER_GGUF} is not usable"
+        )
+    if pack is not None:
+        summary["checkpoint"] = pack_student(out, base, card, pack)
+        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """How the trained adapter is packed as a team checkpoint (``model.checkpoints.pack``)."""
+
+    name: str = "apprentice-student"
+    version: str = "0.1.0"
+    directory: str = CHECKPOINT_DIR  # inside the training output unless absolute
+    link: bool = True
+    sign_key: str | None = None
+
+
+def pack_student(out: Path, base: BaseModel, card: dict[str, Any], options: PackOptions) -> str:
+    """Pack the base and ``adapter.gguf`` bound to the base's sha256, declaring the FIM family."""
+    from model.checkpoints.pack import pack_checkpoint
+
+    directory = out / options.directory
+    licences = sorted({str(s.get("licence", "unknown")) for s in card.get("sources", [])})
+    packed = pack_checkpoint(
+        directory,
+        base.path,
+        name=options.name,
+        version=options.version,
+        adapters=[(out / ADAPTER_GGUF, 1.0)],
+        fim=STUDENT_FAMILY,
+        fim_stop_tokens=TRAINED_TEMPLATES[STUDENT_FAMILY].stop_tokens,
+        licence=f"training data: {', '.join(licences)}; the base model's own licence applies",
+        description=f"LoRA student of {base.name} trained by apprentice train",
+        provenance={
+            "dataset_sources": [str(s.get("name")) for s in card.get("sources", [])],
+            "training": SUMMARY,
+        },
+        sign_key=options.sign_key,
+        link=options.link,
+    )
+    return str(packed.directory)
+
+
+def _on(settings: TrainSettings, device: str) -> TrainSettings:
+    data = asdict(settings)
+    data["device"] = device
+    data["targets"] = tuple(settings.targets)
+    return TrainSettings(**data)
+
+
+def _agreement_set(heldout: list[Example], train: list[Example], count: int) -> list[Example]:
+    """Held-out examples for the check (training ones only when none are held out)."""
+    return (heldout or train)[:count]
+
+
+def _summary(
+    card: dict[str, Any],
+    base: BaseModel,
+    dataset: Path,
+    settings: TrainSettings,
+    device: str,
+    result: Any,
+    agreement: Agreement,
+) -> dict[str, Any]:
+    return {
+        "format": STUDENT_FAMILY,
+        "base": {"name": base.name, "file": base.path.name, "sha256": base.sha256},
+        "dataset": {
+            "path": str(dataset),
+            "sha256": dataset_id(dataset),
+            "counts": card.get("counts", {}),
+            "sources": card.get("sources", []),
+        },
+        "settings": {**asdict(settings), "targets": list(settings.targets), "device": device},
+        "steps": result.steps,
+        "resumed_from": result.resumed_from,
+        "train_loss": _round(result.train_loss),
+        "heldout_loss_before": _round(result.heldout_loss_before),
+        "heldout_loss_after": _round(result.heldout_loss_after),
+        "seconds": round(result.seconds, 1),
+        "tokens": result.tokens,
+        "agreement": agreement.as_json(),
+        "adapter": ADAPTER_GGUF,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
