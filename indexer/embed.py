@@ -31,7 +31,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from indexer.records import IndexerError
-from model.hardware import physical_cores
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +80,15 @@ class Embedder(Protocol):
 
 
 def default_embed_threads() -> int:
-    """Threads for background embedding: half the physical cores, leaving the rest to the model.
+    """Threads when the caller names none: one, leaving the other cores to the model.
 
     On the 2-vCPU development machine two threads embed ~1.8x faster when it is
     idle but no faster when other work shares it, and completions must not wait
-    behind indexing; one thread already gives ~60 chunks/s. Pass ``threads`` to
-    ``create_embedder`` for a foreground run (``apprentice index``).
+    behind indexing; one thread already gives ~60 chunks/s. Callers that know the
+    machine pass ``threads`` (the server: half the physical cores; ``apprentice index``
+    in the foreground: all of them).
     """
-    return max(1, physical_cores() // 2)
+    return 1
 
 
 def normalise_rows(matrix: np.ndarray) -> np.ndarray:
