@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lsp.core.levers import default_of
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
@@ -26,35 +28,20 @@ class PipelineSettings:
     # The server leaves it off: the editor cancels on the next keystroke, so a give-up
     # only ever hits a person who stopped typing and waits.
     max_wait_s: float | None = None
-    # Early (past the time budget) only whole lines; off: any balanced partial, which
-    # rarely completes the line (0.22 vs 0.33 pass@1 on 60 HumanEval holes).
-    whole_lines: bool = True
     multiline: bool = True
-    # Quality levers, each measured by ``apprentice eval`` (see the README's figures):
-    # complete at the line start where the cursor sits in leading whitespace (dedent after
-    # auto-indent; a new line above a line of code) ...
-    line_start: bool = True
-    # ... never offer a comment alone where code follows (unless writing a comment) ...
-    code_over_comment: bool = True
-    # ... and (off: no gain measured, 0.37 pass@1 with and without on 100 HumanEval tasks,
-    # for 10% more prompt tokens) prefer a candidate that defines the names the code below
-    # uses and nothing defines yet (a model without fill-in-the-middle never sees that code).
-    suffix_names: bool = False
-    # ... and leave spaces typed after code out of the prompt, for the model to write
-    # (token healing: "total " would otherwise ask for a token split it rarely saw).
-    token_healing: bool = True
-    # ... and end a suggested block opener where the block's body already follows below.
-    suffix_body: bool = True
-    # ... and (off: no gain measured, 0.37 with and without on 100 HumanEval tasks, for 6%
-    # more prompt tokens) prefer a candidate after which the buffer parses, where only the
-    # missing line keeps it from parsing (a block body below waiting for its opener).
-    suffix_syntax: bool = False
+    # Quality levers, each measured by ``apprentice eval``: lsp.core.levers says what each
+    # does and what it did, and holds their defaults (a test keeps these fields in step).
+    whole_lines: bool = default_of("whole_lines")
+    line_start: bool = default_of("line_start")
+    code_over_comment: bool = default_of("code_over_comment")
+    suffix_names: bool = default_of("suffix_names")
+    token_healing: bool = default_of("token_healing")
+    suffix_body: bool = default_of("suffix_body")
+    suffix_syntax: bool = default_of("suffix_syntax")
+    snippet_heads: bool = default_of("snippet_heads")
     # Candidates tried beyond ``candidates`` while the verified ones do not do what the code
     # below asks (names it reads, a body waiting for its opener); the deadline still holds.
     extra_candidates: int = 2
-    # A repository snippet too long for the room left gives its first lines (a definition's
-    # signature and docstring) instead of being skipped.
-    snippet_heads: bool = True
     # Prompt tokens a file's first request may evaluate cold (0: no limit). The server sets
     # it (lsp.core.coldstart); one-off completions (the CLI, eval) take the full prompt.
     first_prompt_tokens: int = 0
