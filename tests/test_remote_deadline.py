@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lsp.cli import backend_settings, build_parser
+from lsp.cli import build_parser
 from model.factory import BackendSettings, create_backend
 from model.runtime.api import BackendUnavailableError, CompletionRequest, ModelError
 
@@ -115,12 +115,15 @@ def test_a_completion_is_cut_at_the_request_timeout(trickle: str) -> None:
 
 
 def test_the_cli_timeout_bounds_remote_requests() -> None:
+    from lsp.cli.workspace import complete_settings
+    from lsp.core.factory import backend_settings
+
     args = build_parser().parse_args(
         ["complete", "x.py", "--line", "0", "--col", "0", "--remote", "http://h", "--timeout", "5"]
     )
     assert isinstance(args, argparse.Namespace)
-    settings = backend_settings(args)
-    assert isinstance(settings, BackendSettings)
+    settings = backend_settings(complete_settings(args), one_off=True)
+    assert settings.remote_url == "http://h"
     assert settings.request_timeout == 5.0
 
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lsp.core.levers import DEFAULT_OFF, DEFAULT_ON, LEVER_NAMES
+
 if TYPE_CHECKING:
     from lsp.evaluation.repo import RepoSource
 
@@ -28,7 +30,6 @@ INVOKED_ONLY = (
     "--candidates",
     "--verification",
 )
-DEFAULT_CANDIDATES = 2
 # model.training.holes.LINE_PLACEMENTS, spelled out: building the parser (which every
 # command, serve included, does) must not import the training package.
 PLACEMENT_CHOICES = ("empty", "indent", "typed")
@@ -101,8 +102,7 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         default=[],
         metavar="LEVER",
         help="invoked: add a row of the default pipeline with this lever off "
-        "(line_start, code_over_comment, suffix_names, unused_imports, token_healing, "
-        "suffix_body, suffix_syntax, snippet_heads, whole_lines)",
+        f"({', '.join(sorted(DEFAULT_ON, key=LEVER_NAMES.index))}; docs/levers.md)",
     )
     parser.add_argument(
         "--with-lever",
@@ -110,7 +110,7 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         default=[],
         metavar="LEVER",
         help="invoked: add a row of the default pipeline with this lever on (one that is off "
-        "by default)",
+        f"by default: {', '.join(DEFAULT_OFF)})",
     )
     parser.add_argument(
         "--heldout-of",
@@ -138,7 +138,10 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     )
     # None, not the value itself, when not given: giving one picks the invoked path.
     parser.add_argument(
-        "--candidates", type=int, help=f"invoked: (default {DEFAULT_CANDIDATES}, as the server)"
+        "--candidates",
+        type=int,
+        help="invoked: candidates to try until one verifies (default: the server's "
+        "completion.candidates)",
     )
     parser.add_argument(
         "--timeout",
@@ -162,7 +165,8 @@ def add_commands(commands: Any, model_commands: Any) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the evaluation and print its tables."""
     from lsp.cli.progress import ProgressBar
-    from lsp.evaluation.driver import EvalOptions, parse_model, run, variants_for
+    from lsp.core.settings import CompletionSettings
+    from lsp.evaluation.driver import EVAL_TIMEOUT_S, EvalOptions, parse_model, run, variants_for
     from lsp.evaluation.report import ratios, table
     from model.runtime.hardware import interactive_threads
     from model.training.holes import LINE_PLACEMENTS
@@ -172,7 +176,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     models = [parse_model(spec, n_threads=threads) for spec in args.model or ["default"]]
     if trigger != "invoked":
         return _cmd_editor(args, trigger, models)
-    candidates = DEFAULT_CANDIDATES if args.candidates is None else args.candidates
+    candidates = CompletionSettings().candidates if args.candidates is None else args.candidates
     if args.delay:
         raise ValueError("--delay applies to --trigger automatic or typed")
     options = EvalOptions(
@@ -182,7 +186,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         # An editor puts the cursor on a new line after Enter, with its auto-indent.
         placements=args.placement or (("indent",) if args.suite == "repo" else LINE_PLACEMENTS),
-        timeout_s=args.timeout or 30.0,
+        timeout_s=args.timeout or EVAL_TIMEOUT_S,
         variants=variants_for(
             candidates,
             ablate=args.ablations,

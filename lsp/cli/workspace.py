@@ -10,18 +10,22 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsp.cli.common import (
     LOG_FORMAT,
     add_backend_options,
-    backend_settings,
     known_symbols,
     open_retriever,
     print_json,
     say,
     workspace_root_of,
 )
+
+if TYPE_CHECKING:
+    from indexer.retrieval import Retriever
+    from lint_bridge.names import KnownSymbols
+    from lsp.core.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +42,38 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         choices=["utf-16", "utf-8", "utf-32"],
         help="unit of --col, as negotiated in LSP (default utf-16)",
     )
-    complete.add_argument("--max-tokens", type=int, default=64)
-    complete.add_argument("--timeout", type=float, default=20.0, help="seconds (default 20)")
+    # Every option below left out means the server's setting (lsp.core.settings): the
+    # command shows what the editor would, with one set of defaults.
     complete.add_argument(
-        "--fim-template", help="FIM family to force (qwen2.5-coder, starcoder2, ...) or 'none'"
+        "--max-tokens",
+        type=int,
+        help="tokens a single-line suggestion may take (default: the server's "
+        "completion.maxTokens)",
+    )
+    complete.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds the completion may take, each remote request included (default: the "
+        "server's completion.timeoutMs)",
+    )
+    complete.add_argument(
+        "--fim-template",
+        help="FIM family to force (qwen2.5-coder, starcoder2, ...) or 'none' (default: the "
+        "server's completion.fimTemplate, chosen from the model)",
     )
     complete.add_argument("--json", action="store_true", help="print one JSON object")
     complete.add_argument(
-        "--candidates", type=int, default=3, help="candidates to try until one verifies (3)"
+        "--candidates",
+        type=int,
+        help="candidates to try until one verifies (default: the server's completion.candidates)",
     )
     complete.add_argument("--no-verify", action="store_true", help="show unverified text")
+    complete.add_argument(
+        "--lexical",
+        action="store_true",
+        help="lexical and symbol context only, no embedding model loaded (default: semantic "
+        "too where the index has embeddings, as the server)",
+    )
     complete.add_argument("--index-dir", help="where indexes live (default: the user cache)")
     add_backend_options(complete)
     complete.set_defaults(handler=cmd_complete)
@@ -87,51 +113,88 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     serve.set_defaults(handler=cmd_serve)
 
 
+def complete_settings(args: argparse.Namespace) -> ServerSettings:
+    """The server's settings with the flags given on the command line laid over them.
+
+    The flags go through the settings' own parser, so a value the editor's settings would
+    refuse (``--candidates 0``) is refused here too (ValueError: a one-line error).
+    """
+    from lsp.core.settings import CompletionSettings, parse_settings
+
+    model = {
+        "path": getattr(args, "model", None),
+        "lora": getattr(args, "lora", None),
+        "remoteUrl": getattr(args, "remote", None),
+        "remoteModel": getattr(args, "remote_model", None),
+        "contextLength": getattr(args, "n_ctx", None),
+        "threads": getattr(args, "n_threads", None),
+        "gpuLayers": getattr(args, "n_gpu_layers", None),
+    }
+    completion: dict[str, object] = {
+        "candidates": args.candidates,
+        "fimTemplate": args.fim_template,
+        "timeoutMs": None if args.timeout is None else max(1, round(args.timeout * 1000)),
+    }
+    if args.max_tokens is not None:
+        completion["maxTokens"] = args.max_tokens
+        # A multi-line suggestion never gets fewer tokens than a single line.
+        multiline = CompletionSettings().max_tokens_multiline
+        completion["maxTokensMultiline"] = max(multiline, args.max_tokens)
+    raw: dict[str, object] = {
+        "model": {key: value for key, value in model.items() if value is not None},
+        "completion": {key: value for key, value in completion.items() if value is not None},
+    }
+    if args.no_verify:
+        raw["verify"] = {"syntax": False, "ruff": False, "symbols": False}
+    settings, problems = parse_settings(raw)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return settings
+
+
+def _symbols_of(retriever: Retriever) -> KnownSymbols:
+    """The index's symbol table as the verifier asks it."""
+    return lambda dotted: retriever.lookup(dotted).found
+
+
 def cmd_complete(args: argparse.Namespace) -> int:
-    """``apprentice complete FILE --line L --col C``: one suggestion through the pipeline."""
+    """``apprentice complete FILE --line L --col C``: one suggestion through the pipeline,
+    built as the server builds it (``lsp.core.factory``) and asked for explicitly, as an
+    editor's "suggest now" asks the server."""
     from indexer.languages import language_for
-    from lsp.core.pipeline import CompletionPipeline, Cursor, PipelineSettings, index_context
+    from lsp.core.factory import backend_settings, build_pipeline
+    from lsp.core.pipeline import ContextSource, Cursor, index_context
     from lsp.core.source import offset_at, read_source
-    from model.factory import BackendSettings, create_backend
+    from model.factory import create_backend
 
     path = Path(args.file)
     text = read_source(path)
     offset = offset_at(text, args.line, args.col, args.encoding)
-    settings = backend_settings(args)
-    assert isinstance(settings, BackendSettings)
+    settings = complete_settings(args)
     root = workspace_root_of(path)
     rel_path = path.resolve().relative_to(root).as_posix()
     retriever = open_retriever(root, args)
-    verifier = None
-    if not args.no_verify:
-        from lint_bridge.verify import Verifier
-
-        known = (lambda d: retriever.lookup(d).found) if retriever is not None else None
-        verifier = Verifier(workspace_root=root, known_symbols=known)
-    backend = create_backend(settings)
+    context: ContextSource | None = None
+    known: KnownSymbols | None = None
+    if retriever is not None:
+        # As the server: semantic retrieval too where the index has embeddings.
+        semantic = not args.lexical and retriever.index.has_vectors()
+        context = index_context(retriever, semantic=semantic)
+        known = _symbols_of(retriever)
+    backend = create_backend(backend_settings(settings, one_off=True))
     try:
-        pipeline = CompletionPipeline(
-            backend,
-            PipelineSettings(
-                max_tokens=args.max_tokens,
-                max_tokens_multiline=max(args.max_tokens, 96),
-                fim_template=args.fim_template,
-                timeout_s=args.timeout,
-                candidates=args.candidates,
-            ),
-            verifier=verifier,
-            # Lexical and symbol context only: loading the embedder would cost more than it
-            # adds to a one-shot command.
-            context=index_context(retriever, semantic=False) if retriever is not None else None,
+        pipeline = build_pipeline(
+            settings, backend, root=root, context=context, known_symbols=known, one_off=True
         )
         cursor = Cursor(
             path=rel_path,
             language=language_for(path),
             text=text,
             offset=offset,
+            repo_name=root.name,
             abs_path=path.resolve(),
         )
-        result = pipeline.complete(cursor)
+        result = pipeline.complete(cursor, budget=False)
     finally:
         backend.close()
     if args.json:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lsp.core.pipeline_types import PipelineSettings
+from lsp.core.settings import CompletionSettings, ServerSettings
 from lsp.evaluation import humaneval
 from lsp.evaluation.repo import RepoSource
 from lsp.evaluation.report import Row
@@ -37,6 +37,8 @@ from model.training.sandbox import SandboxLimits
 logger = logging.getLogger(__name__)
 
 SUITES = (*humaneval.SUITES, "repo")
+# Seconds a request may take in an evaluation (the server's completion.timeoutMs is 10 s).
+EVAL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,10 @@ class EvalOptions:
     source: RepoSource = field(default_factory=RepoSource)  # --suite repo
     as_typed: bool = False
     # Quality should not depend on how busy the machine is: a generous limit per request
-    # (the server's own is completion.timeoutMs, 10 s).
-    timeout_s: float = 30.0
-    candidates: int = 2
+    # (the server's own is completion.timeoutMs, 10 s); see eval_settings.
+    timeout_s: float = EVAL_TIMEOUT_S
+    # The default pipeline's candidates (the variants carry their own): the server's.
+    candidates: int = CompletionSettings().candidates
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     # Candidates per task for the verification-against-execution study (0: no study).
     verification_samples: int = 0
@@ -158,20 +161,26 @@ def _jobs(
     return jobs
 
 
+def eval_settings(options: EvalOptions) -> ServerSettings:
+    """The server's settings with the evaluation's deliberate differences, all of them here.
+
+    - a generous timeout (``options.timeout_s``): quality must not depend on how busy the
+      machine is;
+    - a one-off pipeline (``lsp.core.factory``): no small first prompt (every task is a
+      file's first request; what users get from the second on is measured) and no KV
+      snapshots (``parse_model``: a later row would find an earlier row's prompts kept);
+    - the time budget applies only ``--as-typed`` (``run_all``'s ``budget``); otherwise
+      every request is an explicit one;
+    - candidates, verification, context and levers per variant (``pipeline_for``).
+    """
+    settings = ServerSettings()
+    timeout_ms = max(1, round(options.timeout_s * 1000))
+    return replace(settings, completion=replace(settings.completion, timeout_ms=timeout_ms))
+
+
 def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
     """Load each model once and run every variant and placement on the same tasks."""
-    from lsp.core.factory import pipeline_settings
-    from lsp.core.settings import ServerSettings
-
-    base = pipeline_settings(ServerSettings())
-    base = replace(
-        base,
-        time_budget_s=base.time_budget_s if options.as_typed else None,
-        timeout_s=options.timeout_s,
-        # Every task is a file's first request; the server answers that one from a small
-        # prompt while it warms the full one. What users get from then on is measured here.
-        first_prompt_tokens=0,
-    )
+    base = eval_settings(options)
     out = EvalRun()
     suite = None
     with tempfile.TemporaryDirectory(prefix="apprentice-eval-") as scratch:
@@ -197,7 +206,7 @@ def run(options: EvalOptions, progress: Progress | None = None) -> EvalRun:
 
 def _run_models(
     options: EvalOptions,
-    base: PipelineSettings,
+    base: ServerSettings,
     tasks: Sequence[HoleTask],
     workspace: Workspace,
     out: EvalRun,

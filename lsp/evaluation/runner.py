@@ -12,13 +12,15 @@ import logging
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from lint_bridge.api import Document, Splice
 from lint_bridge.verify import Verifier
-from lsp.core.pipeline import CompletionPipeline, ContextSource, Cursor, PipelineSettings
+from lsp.core.factory import build_pipeline, make_verifier
+from lsp.core.levers import DEFAULT_ON, LEVER_NAMES, PIPELINE_LEVERS, lever
+from lsp.core.pipeline import CompletionPipeline, ContextSource, Cursor
+from lsp.core.settings import ServerSettings, VerifySettings
 from lsp.evaluation.metrics import Score, score
 from model.runtime.api import Backend
 from model.training.holes import EditorView, HoleTask, Placement, place, region_lines
@@ -31,26 +33,11 @@ from model.training.sandbox import (
 
 logger = logging.getLogger(__name__)
 
-# The pipeline's quality levers: PipelineSettings flags, and unused_imports (a context
-# option of the index); the default pipeline has those on whose default is on.
-LEVERS = (
-    "line_start",
-    "code_over_comment",
-    "suffix_names",
-    "unused_imports",
-    "token_healing",
-    "suffix_body",
-    "suffix_syntax",
-    "snippet_heads",
-    "whole_lines",
-)
-
-
-_PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineSettings))
-
-DEFAULT_LEVERS = frozenset(
-    lever for lever in LEVERS if getattr(PipelineSettings(), lever, True) is True
-)
+# The pipeline's quality levers, from their one list (lsp.core.levers): PipelineSettings
+# flags, and unused_imports (an option of the index's context); the default pipeline has
+# those on whose default is on.
+LEVERS = LEVER_NAMES
+DEFAULT_LEVERS = DEFAULT_ON
 
 
 @dataclass(frozen=True)
@@ -91,9 +78,8 @@ def with_lever(variant: Variant, lever: str) -> Variant:
     return replace(variant, name=f"{variant.name} + {lever}", levers=variant.levers | {lever})
 
 
-def _known(lever: str) -> None:
-    if lever not in LEVERS:
-        raise ValueError(f"unknown lever {lever!r}; choose from {', '.join(LEVERS)}")
+def _known(name: str) -> None:
+    lever(name)  # ValueError naming the choices
 
 
 @dataclass
@@ -151,7 +137,10 @@ class Workspace:
     symbol_checker: Verifier | None = field(default=None, init=False)
 
     def verifier(self) -> Verifier:
-        return Verifier(workspace_root=self.root, known_symbols=self.known_symbols)
+        """The server's checks (its default settings), in this workspace."""
+        verifier = make_verifier(VerifySettings(), root=self.root, known_symbols=self.known_symbols)
+        assert verifier is not None  # every check is on by default
+        return verifier
 
     def unknown_symbols(self, view: EditorView, task: HoleTask, text: str, replaced: int) -> bool:
         """Whether the suggestion names something that does not exist (symbols check only)."""
@@ -172,20 +161,23 @@ class Workspace:
 
 
 def pipeline_for(
-    backend: Backend, base: PipelineSettings, variant: Variant, workspace: Workspace
+    backend: Backend, settings: ServerSettings, variant: Variant, workspace: Workspace
 ) -> CompletionPipeline:
-    """The pipeline configured as ``variant`` says."""
+    """The pipeline configured as ``variant`` says: the server's (``settings``, through the
+    one factory) with the variant's candidates, verification, context and levers."""
+    completion = replace(settings.completion, candidates=variant.candidates)
+    verify = settings.verify if variant.verify else VerifySettings(False, False, False)
     # Every lever that is a pipeline setting, from the one list (unused_imports is a
     # context option, below): naming them here one by one let a new lever be left out.
-    flags: dict[str, Any] = {
-        lever: lever in variant.levers for lever in LEVERS if lever in _PIPELINE_FIELDS
-    }
-    settings = replace(base, candidates=variant.candidates, **flags)
-    return CompletionPipeline(
+    flags = {name: name in variant.levers for name in PIPELINE_LEVERS}
+    return build_pipeline(
+        replace(settings, completion=completion, verify=verify),
         backend,
-        settings,
-        verifier=workspace.verifier() if variant.verify else None,
+        root=workspace.root,
         context=_context(workspace, variant),
+        known_symbols=workspace.known_symbols,
+        one_off=True,
+        levers=flags,
     )
 
 

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from indexer.quarantine import Quarantine
-from lint_bridge.api import CheckSettings
 from lint_bridge.names import KnownSymbols
-from lint_bridge.verify import Verifier
-from lsp.core.factory import backend_settings, pipeline_settings
+from lsp.core.factory import backend_settings, build_pipeline
 from lsp.core.pipeline import (
     CompletionPipeline,
     CompletionResult,
@@ -217,16 +215,12 @@ class Engine:
         self.start()
 
     def _pipeline(self, backend: Backend) -> CompletionPipeline:
-        verify = self.settings.verify
-        verifier = None
-        if verify.syntax or verify.ruff or verify.symbols:
-            verifier = Verifier(
-                CheckSettings(syntax=verify.syntax, ruff=verify.ruff, symbols=verify.symbols),
-                workspace_root=self.root,
-                known_symbols=self.known_symbol,
-            )
-        return CompletionPipeline(
-            backend, pipeline_settings(self.settings), verifier=verifier, context=self._context
+        return build_pipeline(
+            self.settings,
+            backend,
+            root=self.root,
+            context=self._context,
+            known_symbols=self.known_symbol,
         )
 
     def _context(self, cursor: Cursor) -> list[Snippet]:

@@ -156,6 +156,7 @@ def test_switching_a_lever_off_reaches_the_pipeline(tmp_path: Path) -> None:
     from dataclasses import fields
 
     from lsp.core.pipeline_types import PipelineSettings
+    from lsp.core.settings import ServerSettings
     from lsp.evaluation.runner import (
         LEVERS,
         Workspace,
@@ -171,8 +172,8 @@ def test_switching_a_lever_off_reaches_the_pipeline(tmp_path: Path) -> None:
         if lever not in settings:
             continue  # a context option (unused_imports)
         off = pipeline_for(
-            FakeBackend(), PipelineSettings(), without_lever(default, lever), workspace
+            FakeBackend(), ServerSettings(), without_lever(default, lever), workspace
         )
-        on = pipeline_for(FakeBackend(), PipelineSettings(), default, workspace)
+        on = pipeline_for(FakeBackend(), ServerSettings(), default, workspace)
         assert getattr(off.settings, lever) is False, lever
         assert getattr(on.settings, lever) is (lever in default.levers), lever

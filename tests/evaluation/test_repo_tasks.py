@@ -104,7 +104,8 @@ def _git_repo(root: Path) -> Path:
 
 def test_the_masked_text_reaches_neither_the_index_nor_the_prompt(tmp_path: Path) -> None:
     """No leakage: the hole's text is in no indexed chunk and in no prompt."""
-    from lsp.core.pipeline import Cursor, PipelineSettings
+    from lsp.core.pipeline import Cursor
+    from lsp.core.settings import ServerSettings
     from lsp.evaluation.repo import prepare
     from lsp.evaluation.runner import Variant, pipeline_for
     from model.runtime.api import render_prompt
@@ -124,7 +125,7 @@ def test_the_masked_text_reaches_neither_the_index_nor_the_prompt(tmp_path: Path
         assert secret in (repo / task.path).read_text()
         backend = FakeBackend(respond=lambda prompt: "[]")
         variant = Variant("everything", context=True, verify=False, candidates=1)
-        pipeline = pipeline_for(backend, PipelineSettings(), variant, suite.workspace)
+        pipeline = pipeline_for(backend, ServerSettings(), variant, suite.workspace)
         view = place(task, "cursor")
         cursor = Cursor(task.path, "python", view.text, view.offset, "shop")
         result = pipeline.complete(cursor)
