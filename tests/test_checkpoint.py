@@ -13,7 +13,7 @@ from model.checkpoints.checkpoint import (
     OPEN_POLICY,
     HashCache,
     Policy,
-    describe_checkpoint,
+    describe_model,
     load_checkpoint,
     resolve_model,
     verify_checkpoint,
@@ -471,6 +471,13 @@ def test_resolve_a_checkpoint_directory(tmp_path: Path, base: Path, adapter: Pat
         "1.2.0",
         True,
     )
+    # One description: the resolved model and its directory read the same.
+    assert described == describe_model(directory)
+    assert described["adapters"] == [{"file": adapter.name, "scale": 0.75}]
+    assert described["fim"] == "qwen2.5-coder" and described["stop"] == ["<|end|>"]
+    with_header = describe_model(resolved, header=True)
+    assert with_header["base"]["architecture"] == "llama"  # type: ignore[index]
+    assert with_header == {**described, "base": with_header["base"]}
 
 
 def test_a_bare_gguf_still_loads_logged_as_unverified(
@@ -503,9 +510,10 @@ def test_info_describes_a_broken_checkpoint_without_failing(
     directory = pack(tmp_path, base, link=False)
     with (directory / "base.gguf").open("r+b") as f:
         f.truncate(100)
-    info = describe_checkpoint(directory)
+    info = describe_model(directory)
     assert info["name"] == "acme" and info["verified"] is False
     assert "size check failed" in str(info["problem"])
+    assert info["adapters"] == [] and info["source"] == "checkpoint"
 
 
 def test_the_evaluation_harness_takes_a_checkpoint(tmp_path: Path, base: Path) -> None:
@@ -526,7 +534,7 @@ def test_info_of_a_manifest_with_dates_in_its_provenance_is_json(
     directory = pack(tmp_path, base)
     with (directory / MANIFEST_NAME).open("a") as f:
         f.write("[provenance]\ntrained = 2026-12-01T10:00:00Z\n")
-    info = describe_checkpoint(directory)
+    info = describe_model(directory, header=True)
     assert json.loads(json.dumps(info))["provenance"]["trained"].startswith("2026-12-01")
 
 
@@ -561,7 +569,7 @@ def test_a_checkpoint_without_its_base_uses_the_embedded_model_when_that_is_the_
     assert "embedded base" in report.checks and report.base_path == embedded
     resolved = load_checkpoint(directory, cache=cache)
     assert resolved.gguf == embedded and resolved.loras[0].path == directory / adapter.name
-    assert describe_checkpoint(directory)["verified"] is True
+    assert describe_model(directory)["verified"] is True
 
     (directory / adapter.name).write_bytes(b"GGUF" + bytes(64))  # the adapter is still checked
     assert refusal(directory, cache).check in {"size", "sha256"}

@@ -19,7 +19,6 @@ from model.runtime import default_model
 from model.runtime.api import ChecksumError, InvalidModelError, ModelError, ModelNotFoundError
 from model.runtime.default_model import (
     ensure_default_model,
-    resolve_model_path,
     sha256_file,
     verify_sha256,
 )
@@ -269,24 +268,30 @@ def test_sha256_file_and_verify(tmp_path: Path) -> None:
         verify_sha256(tmp_path / "missing", DIGEST)
 
 
-def test_resolve_model_path(
+def test_the_resolver_assembles_the_default_and_checks_a_gguf(
     fake_pkg: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """What ``resolve_model_path`` did, through the one resolver (``resolve_model``)."""
+    import model.checkpoints.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "DEFAULT_IS_STUDENT", False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     default = tmp_path / "xdg" / "apprentice" / "models" / "tiny.gguf"
-    assert resolve_model_path(None) == default
-    assert resolve_model_path("") == default
+    for spec in (None, "", "default", "base"):
+        resolved = checkpoint.resolve_model(spec)
+        assert resolved.gguf == default and resolved.source == "embedded", spec
+        assert resolved.gguf_sha256 == fake_pkg.EXPECTED_SHA256
 
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "mine.gguf").write_bytes(EMPTY_GGUF)
-    assert resolve_model_path("~/mine.gguf") == tmp_path / "home" / "mine.gguf"
+    assert checkpoint.resolve_model("~/mine.gguf").gguf == tmp_path / "home" / "mine.gguf"
 
     with pytest.raises(ModelNotFoundError, match="not found"):
-        resolve_model_path(str(tmp_path / "absent.gguf"))
+        checkpoint.resolve_model(str(tmp_path / "absent.gguf"))
     (tmp_path / "bad.gguf").write_bytes(b"<html>oops</html>")
     with pytest.raises(InvalidModelError, match="HTML"):
-        resolve_model_path(str(tmp_path / "bad.gguf"))
+        checkpoint.resolve_model(str(tmp_path / "bad.gguf"))
 
 
 def test_real_package_is_cached_and_verified(

@@ -20,7 +20,11 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "info", help="what a GGUF or checkpoint is: architecture, size, FIM, name, signer"
     )
     info.add_argument(
-        "path", nargs="?", help="GGUF, checkpoint directory or installed NAME[@VERSION]"
+        "path",
+        nargs="?",
+        metavar="MODEL",
+        help="a GGUF file, MODEL+ADAPTER.gguf, a checkpoint directory, an installed "
+        "NAME[@VERSION], base, student or default (the default)",
     )
     info.add_argument("--trust", action="append", default=[], metavar="PUBKEY")
     info.add_argument("--json", action="store_true")
@@ -116,35 +120,43 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.data_dir).expanduser() if getattr(args, "data_dir", None) else None
 
 
-def _checkpoint_dir(spec: str) -> Path | None:
-    """The checkpoint directory ``spec`` names (a directory, ``student`` for the shipped
-    student, or an installed name), else None."""
-    from model.checkpoints.checkpoint import SHIPPED_STUDENT, STUDENT_SPEC, looks_like_name
-    from model.checkpoints.install import find_installed
+def _spec(text: str | None, where: str) -> Any:
+    """The model ``text`` names (``model.checkpoints.spec``), as ``where`` takes it."""
+    from dataclasses import replace
 
-    if spec == STUDENT_SPEC:
-        return SHIPPED_STUDENT
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return path
-    if not path.exists() and looks_like_name(spec):
-        return find_installed(spec)
-    return None
+    from model.checkpoints.spec import INFO, parse_model_spec
+
+    return parse_model_spec(text, allow=replace(INFO, where=where))
+
+
+def _checkpoint_dir(spec: Any) -> Path | None:
+    """The checkpoint directory ``spec`` names (``checkpoint_directory``), else None."""
+    from model.checkpoints.checkpoint import checkpoint_directory
+
+    directory: Path | None = None if spec.adapter else checkpoint_directory(spec)
+    return directory
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """``apprentice model info [PATH]``: a GGUF's header, or a checkpoint's identity as well."""
-    from model.checkpoints.checkpoint import BASE_SPEC, describe_checkpoint
-    from model.runtime.default_model import resolve_model_path
+    """``apprentice model info [MODEL]``: a GGUF's header; a checkpoint, or a model with
+    adapters, as ``describe_model`` describes it (the base GGUF's header under ``base``)."""
+    from model.checkpoints.checkpoint import describe_model, resolve_model
     from model.runtime.fim import all_markers
     from model.runtime.gguf import describe, read_gguf
 
-    spec = None if args.path == BASE_SPEC else args.path
-    directory = _checkpoint_dir(spec) if spec else None
+    policy = _policy(args.trust)
+    spec = _spec(args.path, "model info")
+    directory = _checkpoint_dir(spec)
     if directory is not None:
-        data = describe_checkpoint(directory, _policy(args.trust))
+        data = describe_model(directory, policy, header=True)
+    elif spec.kind == "gguf" and not spec.adapter:  # the file's header, nothing to resolve
+        data = describe(read_gguf(spec.path, markers=all_markers()))
     else:
-        data = describe(read_gguf(resolve_model_path(spec), markers=all_markers()))
+        resolved = resolve_model(spec, policy=policy)
+        if resolved.loras:
+            data = describe_model(resolved, policy, header=True)
+        else:
+            data = describe(read_gguf(resolved.gguf, markers=all_markers()))
     if args.json:
         print_json(data)
         return 0
@@ -168,9 +180,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from model.runtime.default_model import verify_sha256
     from model.runtime.gguf import read_gguf
 
-    directory = _checkpoint_dir(args.path)
+    spec = _spec(args.path, "model verify")
+    directory = _checkpoint_dir(spec)
     if directory is None:
-        path = Path(args.path).expanduser()
+        if spec.adapter:
+            raise ValueError("model verify checks one checkpoint or one GGUF, not MODEL+ADAPTER")
+        path = spec.path or Path(args.path).expanduser()
         if not args.sha256:
             raise ValueError(
                 f"{path} is not a checkpoint directory: pass --sha256 HEX to check a bare GGUF"

@@ -35,8 +35,9 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        help="GGUF file, checkpoint directory or installed NAME[@VERSION] "
-        "(default: the embedded Gemma 3 270M)",
+        help="a GGUF file, MODEL+ADAPTER.gguf, a checkpoint directory, an installed "
+        "NAME[@VERSION], base, student or default (the default: the embedded Gemma 3 270M "
+        "unless the shipped student is the default)",
     )
     group.add_argument("--lora", help="LoRA adapter (GGUF) applied on top of the model")
     group.add_argument("--remote", metavar="URL", help="OpenAI-compatible server instead")

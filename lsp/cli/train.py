@@ -26,11 +26,14 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     distill.add_argument(
         "--teacher",
         default="none",
-        help="none (ground truth only), self (the embedded model, best-of-N), a GGUF file, "
-        "a checkpoint (directory or installed name: a trained student, best-of-N), or the "
-        "URL of an OpenAI-compatible server (default none)",
+        help="none (ground truth only, the default), self or default (the default model, "
+        "best-of-N), base, student, a GGUF file (MODEL+ADAPTER.gguf with an adapter), a "
+        "checkpoint directory or installed NAME[@VERSION], or an OpenAI-compatible server "
+        "http(s)://host[:port][/v1][#model-id]",
     )
-    distill.add_argument("--remote-model", help="model id to ask a remote teacher for")
+    distill.add_argument(
+        "--remote-model", help="model id to ask a remote teacher for (or URL#model-id)"
+    )
     distill.add_argument("-k", type=int, default=2, help="teacher samples per task (default 2)")
     distill.add_argument(
         "--temperature", type=float, default=0.8, help="for samples after the first"
@@ -64,7 +67,12 @@ def add_commands(commands: Any, model_commands: Any) -> None:
 
     train = commands.add_parser("train", help="train a LoRA FIM student on a distilled dataset")
     train.add_argument("dataset", help="dataset directory from apprentice distill")
-    train.add_argument("--base", help="base GGUF (default: the embedded Gemma 3 270M)")
+    train.add_argument(
+        "--base",
+        help="the model to train on: a GGUF file, base (the embedded Gemma 3 270M), a "
+        "checkpoint without adapters (directory or installed NAME[@VERSION]), or default "
+        "(the default)",
+    )
     train.add_argument("-o", "--output", required=True, help="training output directory")
     train.add_argument("--steps", type=int, default=1000)
     train.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
@@ -102,10 +110,11 @@ def _limits(text: str) -> Any:
 
 def _teacher(args: argparse.Namespace) -> Any:
     """The Teacher the --teacher option names (None for ground truth only)."""
+    from model.checkpoints.spec import TEACHER, parse_model_spec
     from model.training.distill.teacher import Teacher, TeacherSettings
 
-    spec = args.teacher.strip()
-    if spec.lower() == "none":
+    spec = parse_model_spec(args.teacher, allow=TEACHER)
+    if spec.kind == "none":
         return None
     settings = TeacherSettings(
         k=args.k,
@@ -115,28 +124,27 @@ def _teacher(args: argparse.Namespace) -> Any:
         min_interval_s=1.0 / args.rate if args.rate > 0 else 0.0,
         fim_template=args.fim_template,
     )
-    if spec.startswith(("http://", "https://")):
+    if spec.url is not None:
         from model.runtime.remote import RemoteBackend
 
         backend: Any = RemoteBackend(
-            spec,
-            model=args.remote_model,
+            spec.url,
+            model=spec.remote_model or args.remote_model,
             connect_timeout=min(5.0, args.teacher_timeout),
             read_timeout=args.teacher_timeout,
             request_timeout=args.teacher_timeout,
         )
     else:
+        from model.checkpoints.checkpoint import resolve_model
         from model.factory import BackendSettings, create_backend
         from model.runtime.hardware import interactive_threads
 
         # One core is left free: llama.cpp's threads stall together when one is pre-empted
         # (a 2-core machine generated 32 tokens in 30 s with 2 threads, 1.6 s with 1).
         backend = create_backend(
-            BackendSettings(
-                model_path=None if spec == "self" else spec, n_threads=interactive_threads()
-            )
+            BackendSettings(resolved=resolve_model(spec), n_threads=interactive_threads())
         )
-    return Teacher(backend, spec, settings)
+    return Teacher(backend, spec.shown, settings)
 
 
 class _Reporter:
@@ -241,6 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"install it: {TRAIN_EXTRA_FIX}"
         )
         return 2
+    from model.checkpoints.spec import TRAINING_BASE, parse_model_spec
     from model.training.train.loop import TrainSettings
     from model.training.train.run import PackOptions, train_student
 
@@ -259,12 +268,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if settings.steps < 1 or settings.rank < 1 or settings.max_tokens < 16:
         raise ValueError("--steps and --rank must be at least 1, --max-tokens at least 16")
+    base = parse_model_spec(args.base, allow=TRAINING_BASE)  # refused before any loading
     pack = None if args.no_pack else PackOptions(args.name, args.version, sign_key=args.sign_key)
     reporter = _Reporter()
     try:
         summary = train_student(
             Path(args.dataset),
-            args.base,
+            base,
             Path(args.output),
             settings,
             progress=reporter.step,

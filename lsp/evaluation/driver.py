@@ -50,24 +50,26 @@ class ModelSpec:
 
 
 def parse_model(spec: str, *, n_threads: int | None, n_ctx: int = 4096) -> ModelSpec:
-    """``default``; ``PATH.gguf``; ``BASE.gguf+ADAPTER.gguf``; a checkpoint directory or
-    installed ``NAME[@VERSION]``; ``http(s)://host[:port]/v1[#model-id]``. A leading
-    ``LABEL=`` names the row."""
-    label, _, target = spec.rpartition("=") if "=" in spec.split("://")[0] else ("", "", spec)
+    """An ``eval --model`` row: ``[LABEL=]MODEL``, where MODEL is any local model spec or
+    a server URL (``model.checkpoints.spec``). The label defaults to the file's name (with
+    the adapter's), the URL's model id or URL, or the keyword (``default``, ``student``)."""
+    from model.checkpoints.spec import EVALUATION, parse_model_spec
+
+    head = spec.split("://")[0]
+    label, _, target = spec.partition("=") if "=" in head else ("", "", spec)
+    model = parse_model_spec(target, allow=EVALUATION)
     # No KV snapshots: rows run the same tasks one after another, and a later row would
     # find every prompt of an earlier one kept (its latencies would not compare).
     settings = BackendSettings(n_threads=n_threads, n_ctx=n_ctx, snapshot_mb=0)
-    if target.startswith(("http://", "https://")):
-        url, _, remote_model = target.partition("#")
-        settings = replace(settings, remote_url=url, remote_model=remote_model or None)
-        label = label or remote_model or url
-    elif target == "default":
-        label = label or "default"
-    else:
-        base, _, lora = target.partition("+")
-        settings = replace(settings, model_path=base, lora_path=lora or None)
-        label = label or Path(base).name + (f"+{Path(lora).name}" if lora else "")
-    return ModelSpec(label, settings)
+    if model.url is not None:
+        settings = replace(settings, remote_url=model.url, remote_model=model.remote_model)
+        return ModelSpec(label or model.remote_model or model.shown, settings)
+    local = model.text if model.kind != "default" else None
+    settings = replace(settings, model_path=local, lora_path=model.adapter)
+    name = Path(model.text).name or "default"
+    return ModelSpec(
+        label or name + (f"+{Path(model.adapter).name}" if model.adapter else ""), settings
+    )
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""Resolve what ``--model`` / ``model.path`` names into verified files to load.
+"""Resolve a model spec into verified files to load, and describe what was resolved.
 
-``resolve_model`` is the one entry point for callers (server, CLI, evaluation): a checkpoint
+``resolve_model`` is the one resolver for every caller (server, CLI, evaluation, training,
+a distillation teacher). It takes what ``model.checkpoints.spec`` parsed: a checkpoint
 directory, an installed ``NAME[@VERSION]``, a bare GGUF (loaded, logged as unverified),
 ``base`` (the embedded model alone), ``student`` (the student shipped in ``model/student``:
-its adapter on the embedded model) or nothing (the default: whichever of the two
-``apprentice eval`` showed is better). The checks themselves live in
+its adapter on the embedded model), the default (whichever of the two ``apprentice eval``
+showed is better), each with loose adapters added. ``describe_model`` is the one
+description of a model or a checkpoint. The checks themselves live in
 ``model.checkpoints.verification``.
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ from model.checkpoints.manifest import (
     manifest_digest,
 )
 from model.checkpoints.signing import Signature, check_signature
+from model.checkpoints.spec import SERVING, Context, ModelSpec, ModelSpecError, parse_model_spec
 from model.checkpoints.verification import (
     OPEN_POLICY,
     HashCache,
@@ -37,7 +39,7 @@ from model.checkpoints.verification import (
 )
 from model.runtime.api import ModelError, ModelNotFoundError
 from model.runtime.default_model import embedded_sha256, ensure_default_model
-from model.runtime.fim import FimTemplate, family_template
+from model.runtime.fim import FimTemplate, all_markers, family_template
 from model.runtime.gguf import read_gguf, validate_gguf
 
 # Re-exported: callers need only this module.
@@ -50,8 +52,9 @@ __all__ = [
     "Report",
     "ResolvedModel",
     "check_adapter_layout",
+    "checkpoint_directory",
     "default_hash_cache",
-    "describe_checkpoint",
+    "describe_model",
     "load_checkpoint",
     "resolve_model",
     "verify_checkpoint",
@@ -62,8 +65,6 @@ logger = logging.getLogger(__name__)
 # The student that ships with the package (``make student``): an adapter and its manifest,
 # bound to the embedded model, which the checkpoint leaves out.
 SHIPPED_STUDENT = Path(__file__).resolve().parents[1] / "student"
-BASE_SPEC = "base"
-STUDENT_SPEC = "student"
 # The default is the shipped student only where it beats the base through the whole
 # pipeline (README, "Quality"); otherwise the embedded base.
 DEFAULT_IS_STUDENT = False
@@ -115,22 +116,8 @@ class ResolvedModel:
         return (*self.fim.inserted_markers(), *self.fim.stop_tokens)
 
     def describe(self) -> dict[str, object]:
-        """JSON-ready: name, version, signer, verified (``apprentice.status``, ``model info``)."""
-        manifest = self.manifest
-        signature = self.signature
-        return {
-            "source": self.source,
-            "path": str(self.directory or self.gguf),
-            "name": manifest.name if manifest else None,
-            "version": manifest.version if manifest else None,
-            "digest": self.digest or None,
-            "verified": self.verified,
-            "signer": signature.signer if signature else None,
-            "key_id": signature.key_id if signature else None,
-            "trusted": signature.trusted if signature else False,
-            "adapters": [{"path": str(a.path), "scale": a.scale} for a in self.loras],
-            "fim": (self.fim.family if self.fim else "none") if self.fim_declared else "auto",
-        }
+        """This model as ``describe_model`` describes it (``apprentice.status``)."""
+        return describe_model(self)
 
 
 def declared_template(manifest: Manifest) -> FimTemplate | None:
@@ -165,31 +152,36 @@ def declared_template(manifest: Manifest) -> FimTemplate | None:
 
 
 def resolve_model(
-    spec: str | None,
+    spec: ModelSpec | str | None,
     *,
     lora: str | None = None,
     policy: Policy = OPEN_POLICY,
     cache: HashCache | None = None,
     data_dir: Path | None = None,
+    allow: Context = SERVING,
 ) -> ResolvedModel:
-    """What ``spec`` names, verified: a checkpoint dir, ``NAME[@VERSION]``, a GGUF, or None.
+    """The local model ``spec`` names (``model.checkpoints.spec``; text is parsed under
+    ``allow``), verified.
 
-    ``lora`` adds an adapter by path (scale 1, unsigned: refused when signatures are
-    required). Raises CheckpointError for a checkpoint that fails a check,
-    ModelNotFoundError for nothing by that name.
+    ``lora`` adds an adapter by path, as ``MODEL+ADAPTER`` does (scale 1, unsigned: refused
+    when signatures are required). Raises CheckpointError for a checkpoint that fails a
+    check, ModelNotFoundError for nothing by that name, ModelSpecError for a spec that names
+    no local model.
     """
+    if not isinstance(spec, ModelSpec):
+        spec = parse_model_spec(spec, allow=allow)
     resolved = _resolve(spec, policy, cache, data_dir)
-    if lora:
-        resolved = replace(
-            resolved, loras=(*resolved.loras, _loose_adapter(lora, resolved, policy, cache))
-        )
+    for adapter in (spec.adapter, lora):
+        if adapter:
+            loose = _loose_adapter(adapter, resolved, policy, cache)
+            resolved = replace(resolved, loras=(*resolved.loras, loose))
     return resolved
 
 
 def _loose_adapter(
     lora: str, resolved: ResolvedModel, policy: Policy, cache: HashCache | None
 ) -> Lora:
-    """An adapter given by path (``model.lora``), outside any checkpoint and its signature."""
+    """An adapter given by path (``model.lora``, ``+ADAPTER``), outside any checkpoint."""
     path = Path(lora).expanduser()
     if policy.require_signature:
         raise CheckpointError(
@@ -207,28 +199,20 @@ def _loose_adapter(
 
 
 def _resolve(
-    spec: str | None, policy: Policy, cache: HashCache | None, data_dir: Path | None
+    spec: ModelSpec, policy: Policy, cache: HashCache | None, data_dir: Path | None
 ) -> ResolvedModel:
-    if not spec:
-        spec = STUDENT_SPEC if DEFAULT_IS_STUDENT else BASE_SPEC
-    if spec == BASE_SPEC:
+    kind = spec.kind
+    if kind in ("default", "self"):
+        kind = "student" if DEFAULT_IS_STUDENT else "base"
+    if kind == "base":
         return ResolvedModel(
             gguf=ensure_default_model(),
             verified=True,
             source="embedded",
             gguf_sha256=embedded_sha256() or "",
         )
-    if spec == STUDENT_SPEC:
-        if not (SHIPPED_STUDENT / MANIFEST_NAME).is_file():
-            raise ModelNotFoundError(
-                f"no student ships with this installation ({SHIPPED_STUDENT} has no "
-                f"{MANIFEST_NAME}; `make student` trains one)"
-            )
-        return load_checkpoint(SHIPPED_STUDENT, policy, cache=cache)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return load_checkpoint(path, policy, cache=cache)
-    if path.exists() or not looks_like_name(spec):
+    if kind == "gguf" and spec.path is not None:
+        path = spec.path
         if not path.exists():
             raise ModelNotFoundError(f"model file not found: {path}")
         if policy.require_signature:
@@ -238,66 +222,143 @@ def _resolve(
         validate_gguf(path)
         logger.warning("%s is a bare GGUF: loaded unverified (no checkpoint manifest)", path)
         return ResolvedModel(gguf=path, source="gguf")
-    from model.checkpoints.install import find_installed
-
-    try:
-        directory = find_installed(spec, data_dir)
-    except ValueError as error:  # not NAME[@VERSION] either
-        raise ModelNotFoundError(f"model file not found: {path} ({error})") from None
+    directory = checkpoint_directory(replace(spec, kind=kind), data_dir)
+    if directory is None:
+        raise ModelSpecError(f"{spec.shown!r} names no model on this machine")
     return load_checkpoint(directory, policy, cache=cache)
 
 
-def looks_like_name(spec: str) -> bool:
-    """Whether ``spec`` could be an installed ``NAME[@VERSION]`` rather than a file path."""
-    return "/" not in spec and os.sep not in spec and not spec.endswith(".gguf")
+def checkpoint_directory(spec: ModelSpec, data_dir: Path | None = None) -> Path | None:
+    """The checkpoint directory ``spec`` names (``student``, a directory, an installed name,
+    the default while that is the student; None for anything else), found, not verified."""
+    if spec.kind == "student" or (spec.kind in ("default", "self") and DEFAULT_IS_STUDENT):
+        if not (SHIPPED_STUDENT / MANIFEST_NAME).is_file():
+            raise ModelNotFoundError(
+                f"no student ships with this installation ({SHIPPED_STUDENT} has no "
+                f"{MANIFEST_NAME}; `make student` trains one)"
+            )
+        return SHIPPED_STUDENT
+    if spec.kind == "checkpoint":
+        return spec.path
+    if spec.kind == "installed":
+        from model.checkpoints.install import find_installed
+
+        return find_installed(spec.text, data_dir)
+    return None
 
 
-def describe_checkpoint(directory: Path, policy: Policy = OPEN_POLICY) -> dict[str, object]:
-    """``apprentice model info`` of a checkpoint: its identity, and whether it verifies.
+# -- description ------------------------------------------------------------------------------
 
-    A checkpoint that fails a check is still described (``verified`` false, ``problem``);
-    only an unreadable manifest raises.
+
+def describe_model(
+    model: ResolvedModel | Path, policy: Policy = OPEN_POLICY, *, header: bool = False
+) -> dict[str, object]:
+    """The one JSON-ready description of a model (``apprentice.status``, ``model info``).
+
+    ``model`` is a resolved model, or a checkpoint directory: one that fails a check is
+    still described (``verified`` false, ``problem`` says why); only an unreadable manifest
+    raises. ``header`` adds the base GGUF's header under ``base``.
     """
-    from model.runtime.gguf import describe
+    if isinstance(model, Path):
+        directory = model.expanduser()
+        try:
+            model = load_checkpoint(directory, policy)
+        except CheckpointError as error:
+            return _broken(directory, policy, str(error), header)
+    manifest, signature = model.manifest, model.signature
+    home = model.directory
+    return _description(
+        source=model.source,
+        path=home or model.gguf,
+        manifest=manifest,
+        digest=model.digest or None,
+        problem=None,
+        verified=model.verified,
+        signature=signature,
+        base=_header(model.gguf) if header else None,
+        adapters=[{"file": _relative(a.path, home), "scale": a.scale} for a in model.loras],
+        fim=manifest.fim.template if manifest else "auto",
+        context_length=model.context_length or None,
+    )
 
-    directory = Path(directory).expanduser()
+
+def _broken(directory: Path, policy: Policy, problem: str, header: bool) -> dict[str, object]:
+    """A checkpoint that fails a check, described from its manifest."""
     manifest, raw = load_manifest(directory)
-    problem: str | None = None
     signature: Signature | None = None
-    base_path = directory / manifest.base.file
-    try:
-        report = verify_checkpoint(directory, policy)
-        signature, base_path = report.signature, report.base_path
-    except CheckpointError as error:
-        problem = str(error)
-        with contextlib.suppress(CheckpointError):
-            signature = check_signature(directory, raw, policy.trusted)
-    base: dict[str, object] | str
-    try:
-        base = describe(read_gguf(base_path))
-    except ModelError as error:
-        base = str(error)
-    return {
-        "path": str(directory),
-        "name": manifest.name,
-        "version": manifest.version,
-        "description": manifest.description,
-        "digest": manifest_digest(raw),
-        "verified": problem is None,
+    with contextlib.suppress(CheckpointError):
+        signature = check_signature(directory, raw, policy.trusted)
+    return _description(
+        source="checkpoint",
+        path=directory,
+        manifest=manifest,
+        digest=manifest_digest(raw),
+        problem=problem,
+        verified=False,
+        signature=signature,
+        base=_header(directory / manifest.base.file) if header else None,
+        adapters=[{"file": a.file, "scale": a.scale} for a in manifest.adapters],
+        fim=manifest.fim.template,
+        context_length=manifest.context_length,
+    )
+
+
+def _description(
+    *,
+    source: str,
+    path: Path,
+    manifest: Manifest | None,
+    digest: str | None,
+    problem: str | None,
+    verified: bool,
+    signature: Signature | None,
+    base: dict[str, object] | str | None,
+    adapters: list[dict[str, object]],
+    fim: str,
+    context_length: int | None,
+) -> dict[str, object]:
+    described: dict[str, object] = {
+        "source": source,
+        "path": str(path),
+        "name": manifest.name if manifest else None,
+        "version": manifest.version if manifest else None,
+        "description": manifest.description if manifest else None,
+        "digest": digest,
+        "verified": verified,
         "problem": problem,
         "signer": signature.signer if signature else None,
         "key_id": signature.key_id if signature else None,
         "trusted": bool(signature and signature.trusted),
-        "base": base,
-        "adapters": [{"file": a.file, "scale": a.scale} for a in manifest.adapters],
-        "fim": manifest.fim.template,
-        "stop": list(manifest.stop),
-        "context_length": manifest.context_length,
-        "licence": manifest.licence,
-        "embedding_model": manifest.embedding_model,
-        "min_apprentice": manifest.min_apprentice,
-        "provenance": _json_safe(dict(manifest.provenance)),
     }
+    if base is not None:
+        described["base"] = base
+    return described | {
+        "adapters": adapters,
+        "fim": fim,
+        "stop": list(manifest.stop) if manifest else [],
+        "context_length": context_length,
+        "licence": manifest.licence if manifest else None,
+        "embedding_model": manifest.embedding_model if manifest else None,
+        "min_apprentice": manifest.min_apprentice if manifest else None,
+        "provenance": _json_safe(dict(manifest.provenance)) if manifest else {},
+    }
+
+
+def _header(gguf: Path) -> dict[str, object] | str:
+    """The GGUF's header as ``model info`` shows it, or why it cannot be read."""
+    from model.runtime.gguf import describe
+
+    try:
+        return describe(read_gguf(gguf, markers=all_markers()))
+    except ModelError as error:
+        return str(error)
+
+
+def _relative(path: Path, directory: Path | None) -> str:
+    """An adapter's file as its checkpoint names it; a loose adapter by its whole path."""
+    if directory is not None and path.parent == directory:
+        return path.name
+    return str(path)
 
 
 def _json_safe(value: object) -> object:

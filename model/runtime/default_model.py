@@ -16,7 +16,6 @@ from types import ModuleType
 from typing import BinaryIO, Protocol
 
 from model.runtime.api import ChecksumError, ModelError, ModelNotFoundError
-from model.runtime.gguf import validate_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +222,3 @@ def embedded_sha256() -> str | None:
         return str(_import_package().EXPECTED_SHA256).lower()
     except ModelError:
         return None
-
-
-def resolve_model_path(path: str | None) -> Path:
-    """The model to load: the user's GGUF (checked) or, when none is given, the default."""
-    if not path:
-        return ensure_default_model()
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ModelNotFoundError(f"model file not found: {p}")
-    validate_gguf(p)
-    return p

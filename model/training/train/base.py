@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.checkpoints.checkpoint import resolve_model
+from model.checkpoints.spec import TRAINING_BASE, ModelSpec, parse_model_spec
 from model.runtime.api import ModelError
-from model.runtime.default_model import resolve_model_path, sha256_file
+from model.runtime.default_model import sha256_file
 from model.runtime.gguf import read_gguf
 
 logger = logging.getLogger(__name__)
@@ -39,9 +41,19 @@ class BaseModel:
     name: str
 
 
-def describe_base(path: str | None) -> BaseModel:
-    """The base at ``path`` (None: the embedded default), checked to be a Gemma 3 GGUF."""
-    resolved = resolve_model_path(path)
+def describe_base(spec: ModelSpec | str | None) -> BaseModel:
+    """The base ``spec`` names (``--base``; None: the default), checked to be a Gemma 3 GGUF.
+
+    Any model spec that resolves to a GGUF alone will do: a file, ``base``, a checkpoint
+    without adapters. One that carries adapters (``student``, a trained checkpoint) is
+    refused: training does not continue a tuned model yet.
+    """
+    if not isinstance(spec, ModelSpec):
+        spec = parse_model_spec(spec, allow=TRAINING_BASE)
+    model = resolve_model(spec, allow=TRAINING_BASE)
+    if model.loras:
+        raise TrainingError(f"--base {spec.shown or 'default'!r}: {TRAINING_BASE.adapter_refusal}")
+    resolved = model.gguf
     info = read_gguf(resolved)
     if info.architecture not in SUPPORTED_ARCHITECTURES:
         raise TrainingError(
@@ -53,7 +65,7 @@ def describe_base(path: str | None) -> BaseModel:
         raise TrainingError(f"{resolved.name} does not say how many blocks it has")
     return BaseModel(
         path=resolved,
-        sha256=sha256_file(resolved),
+        sha256=model.gguf_sha256 or sha256_file(resolved),
         architecture=info.architecture,
         blocks=blocks,
         name=str(info.metadata.get("general.name") or resolved.stem),

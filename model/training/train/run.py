@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from model.checkpoints.atomic_io import write_text_atomic
+from model.checkpoints.spec import ModelSpec
 from model.runtime.fim import STUDENT_FAMILY, TRAINED_TEMPLATES
 from model.training.distill.dataset import TRAIN_FILE, Example, load_dataset
 from model.training.train.agree import Agreement, check_agreement
@@ -77,7 +78,7 @@ def resolve_device(device: str) -> str:
 
 def train_student(
     dataset: Path,
-    base_path: str | None,
+    base_spec: ModelSpec | str | None,
     out: Path,
     settings: TrainSettings,
     *,
@@ -89,11 +90,12 @@ def train_student(
 ) -> dict[str, Any]:
     """Train, export and check one student; returns the ``training.json`` summary.
 
-    ``threads`` sets torch's CPU threads (default: torch's own choice, one per core).
+    ``base_spec`` names the base (``--base``: ``model.checkpoints.spec``; None: the
+    default). ``threads`` sets torch's CPU threads (default: torch's own choice, one per core).
     """
     note = say or (lambda message: logger.info("%s", message))
     card, train, heldout = load_dataset(dataset)
-    base = describe_base(base_path)
+    base = describe_base(base_spec)
     check_base_fits(card, base)
     device = resolve_device(settings.device)
     if threads:
