@@ -144,9 +144,9 @@ student: $(STAMP)
 		'turtledemo', 'config-*'))"
 	$(BIN)/apprentice distill $(STUDENT_WORK)/cpython-stdlib -o $(STUDENT_WORK)/dataset \
 		--teacher none --per-file holes=8,fix=0 --heldout 0.1 --seed 0 --licence PSF-2.0 --no-tests
+	@# The recipe is model.training.train.recipe.Recipe's defaults: only overrides go here.
 	$(BIN)/apprentice train $(STUDENT_WORK)/dataset -o $(STUDENT_RUN) \
-		--steps $(STUDENT_STEPS) --lr 1e-4 --rank 16 --alpha 32 --max-tokens 256 \
-		--plain-ratio 0.5 --seed 0 --eval-every 500 --device $(STUDENT_DEVICE) \
+		--steps $(STUDENT_STEPS) --device $(STUDENT_DEVICE) \
 		--name apprentice-gemma3-270m-stdlib --version 0.2.0
 	mkdir -p model/student
 	cp $(STUDENT_RUN)/adapter.gguf $(STUDENT_RUN)/training.json \

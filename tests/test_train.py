@@ -17,7 +17,8 @@ from model.training.distill.dataset import Example  # noqa: E402
 from model.training.train.base import BaseModel, TrainingError  # noqa: E402
 from model.training.train.export import adapter_tensors, write_adapter_gguf  # noqa: E402
 from model.training.train.fimformat import Tokens, encode  # noqa: E402
-from model.training.train.loop import TrainSettings, attach_lora, train_lora  # noqa: E402
+from model.training.train.loop import attach_lora, train_lora  # noqa: E402
+from model.training.train.recipe import Recipe  # noqa: E402
 from model.training.train.run import check_base_fits  # noqa: E402
 from model.training.train.state import STEPS_DIR, completed_steps, latest_step, lora_parameters  # noqa: E402
 
@@ -77,7 +78,7 @@ TINY_BASE = BaseModel(Path("tiny.gguf"), "0" * 64, "gemma3", 2, "tiny")
 IDENTITY = {"base_sha256": "0" * 64, "dataset": "d", "format": "f", "settings": {}}
 
 
-def settings(**overrides: Any) -> TrainSettings:
+def settings(**overrides: Any) -> Recipe:
     values: dict[str, Any] = {
         "steps": 4,
         "learning_rate": 1e-2,
@@ -89,10 +90,10 @@ def settings(**overrides: Any) -> TrainSettings:
         "plain_ratio": 0.25,
     }
     values.update(overrides)
-    return TrainSettings(**values)
+    return Recipe(**values)
 
 
-def run(out: Path, recipe: TrainSettings, **kwargs: Any) -> tuple[Any, Any]:
+def run(out: Path, recipe: Recipe, **kwargs: Any) -> tuple[Any, Any]:
     model = attach_lora(tiny_model(), recipe)
     train = [example(i) for i in range(5)]
     result = train_lora(

@@ -74,17 +74,6 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "(the default)",
     )
     train.add_argument("-o", "--output", required=True, help="training output directory")
-    train.add_argument("--steps", type=int, default=1000)
-    train.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
-    train.add_argument("--warmup", type=int, default=20, help="warm-up steps")
-    train.add_argument("--rank", type=int, default=16, help="LoRA rank")
-    train.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
-    train.add_argument("--max-tokens", type=int, default=256, help="tokens per example")
-    train.add_argument("--plain-ratio", type=float, default=0.2, help="left-to-right share")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
-    train.add_argument("--eval-every", type=int, default=0, help="steps between held-out losses")
-    train.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     train.add_argument(
         "--threads", type=int, help="CPU threads (default: one per core; fewer on a busy machine)"
     )
@@ -94,6 +83,61 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     train.add_argument("--no-pack", action="store_true", help="do not pack a checkpoint")
     train.add_argument("--json", action="store_true", help="print the summary as JSON")
     train.set_defaults(handler=cmd_train)
+    # The recipe's flags come from model.training.train.recipe, added when the command is
+    # used: building the parser (for ``serve`` too) imports nothing of training.
+    train.__class__ = _TrainParser
+
+
+class _TrainParser(argparse.ArgumentParser):
+    """The ``train`` parser, which adds one flag per recipe field before its first use."""
+
+    _recipe_added = False
+
+    def _add_recipe(self) -> None:
+        if not self._recipe_added:
+            self._recipe_added = True
+            add_recipe_options(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._add_recipe()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._add_recipe()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._add_recipe()
+        return super().format_help()
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the training recipe: its type, default, help and metavar."""
+    from typing import get_type_hints
+
+    from model.training.train.recipe import Recipe, flag_of, recipe_fields
+
+    group = parser.add_argument_group("recipe (the defaults are the shipped student's)")
+    hints = get_type_hints(Recipe)
+    for item in recipe_fields():
+        kind = hints[item.name]
+        default = item.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        flag = flag_of(item)
+        group.add_argument(
+            flag,
+            dest=item.name,
+            type=_comma_list if kind == tuple[str, ...] else kind,
+            default=default,
+            metavar=item.metadata.get("metavar") or flag.lstrip("-").replace("-", "_").upper(),
+            help=f"{item.metadata['help']} (default {shown})",
+        )
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _limits(text: str) -> Any:
@@ -250,24 +294,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 2
     from model.checkpoints.spec import TRAINING_BASE, parse_model_spec
-    from model.training.train.loop import TrainSettings
+    from model.training.train.recipe import Recipe, recipe_fields
     from model.training.train.run import PackOptions, train_student
 
-    settings = TrainSettings(
-        steps=args.steps,
-        learning_rate=args.lr,
-        warmup_steps=args.warmup,
-        rank=args.rank,
-        alpha=args.alpha,
-        max_tokens=args.max_tokens,
-        plain_ratio=args.plain_ratio,
-        seed=args.seed,
-        save_every=args.save_every,
-        eval_every=args.eval_every,
-        device=args.device,
-    )
-    if settings.steps < 1 or settings.rank < 1 or settings.max_tokens < 16:
-        raise ValueError("--steps and --rank must be at least 1, --max-tokens at least 16")
+    settings = Recipe(**{item.name: getattr(args, item.name) for item in recipe_fields()})
+    settings.check()
     base = parse_model_spec(args.base, allow=TRAINING_BASE)  # refused before any loading
     pack = None if args.no_pack else PackOptions(args.name, args.version, sign_key=args.sign_key)
     reporter = _Reporter()

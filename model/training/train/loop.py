@@ -15,13 +15,14 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from model.training.distill.dataset import Example
 from model.training.train.base import TrainingError
 from model.training.train.fimformat import Encoded, Tokens, encode
+from model.training.train.recipe import Recipe
 from model.training.train.state import (
     ADAPTER_FILE,
     OPTIMIZER_FILE,
@@ -34,37 +35,6 @@ from model.training.train.state import (
 )
 
 logger = logging.getLogger(__name__)
-
-ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """One training run's recipe; all but the last four fields must match to resume."""
-
-    steps: int = 1000
-    learning_rate: float = 2e-4
-    warmup_steps: int = 20
-    rank: int = 16
-    alpha: int = 32
-    targets: tuple[str, ...] = ALL_PROJECTIONS
-    max_tokens: int = 256
-    max_middle: int = 96
-    plain_ratio: float = 0.2
-    seed: int = 0
-    # Not part of the run's identity:
-    save_every: int = 100
-    eval_every: int = 0
-    heldout_limit: int = 64
-    device: str = "cpu"
-
-    def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the run it continues."""
-        data = asdict(self)
-        for key in ("save_every", "eval_every", "heldout_limit", "device"):
-            data.pop(key)
-        data["targets"] = list(self.targets)
-        return data
 
 
 @dataclass(frozen=True)
@@ -97,7 +67,7 @@ class TrainResult:
 Progress = Callable[[StepReport], None]
 
 
-def learning_rate(settings: TrainSettings, step: int) -> float:
+def learning_rate(settings: Recipe, step: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak."""
     peak = settings.learning_rate
     if step < settings.warmup_steps:
@@ -115,12 +85,12 @@ def example_at(step: int, count: int, seed: int) -> int:
     return order[index]
 
 
-def is_plain(step: int, settings: TrainSettings) -> bool:
+def is_plain(step: int, settings: Recipe) -> bool:
     """Whether ``step`` trains plain left-to-right text instead of the FIM layout."""
     return random.Random(f"{settings.seed}:plain:{step}").random() < settings.plain_ratio
 
 
-def attach_lora(model: Any, settings: TrainSettings) -> Any:
+def attach_lora(model: Any, settings: Recipe) -> Any:
     """The base wrapped by peft with fresh LoRA weights (seeded)."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -157,7 +127,7 @@ def middle_loss(peft_model: Any, encoded: Encoded, device: str) -> Any:
 
 
 def heldout_loss(
-    peft_model: Any, tokens: Tokens, heldout: Sequence[Example], settings: TrainSettings
+    peft_model: Any, tokens: Tokens, heldout: Sequence[Example], settings: Recipe
 ) -> float | None:
     """Mean middle loss over the first ``heldout_limit`` held-out examples (FIM layout)."""
     import torch
@@ -179,7 +149,7 @@ def train_lora(
     train: Sequence[Example],
     heldout: Sequence[Example],
     out: Path,
-    settings: TrainSettings,
+    settings: Recipe,
     run_identity: dict[str, Any],
     progress: Progress | None = None,
 ) -> TrainResult:

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from model.training.train.agree import Agreement, check_agreement
 from model.training.train.base import BaseModel, TrainingError, describe_base, load_base
 from model.training.train.export import adapter_tensors, write_adapter_gguf
 from model.training.train.fimformat import Tokens
-from model.training.train.loop import Progress, TrainSettings, attach_lora, train_lora
+from model.training.train.loop import Progress, attach_lora, train_lora
+from model.training.train.recipe import Recipe
 from model.training.train.state import lora_parameters, save_tensors
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def train_student(
     dataset: Path,
     base_spec: ModelSpec | str | None,
     out: Path,
-    settings: TrainSettings,
+    settings: Recipe,
     *,
     progress: Progress | None = None,
     say: Say | None = None,
@@ -187,11 +188,8 @@ def pack_student(out: Path, base: BaseModel, card: dict[str, Any], options: Pack
     return str(packed.directory)
 
 
-def _on(settings: TrainSettings, device: str) -> TrainSettings:
-    data = asdict(settings)
-    data["device"] = device
-    data["targets"] = tuple(settings.targets)
-    return TrainSettings(**data)
+def _on(settings: Recipe, device: str) -> Recipe:
+    return replace(settings, device=device)
 
 
 def _agreement_set(heldout: list[Example], train: list[Example], count: int) -> list[Example]:
@@ -203,7 +201,7 @@ def _summary(
     card: dict[str, Any],
     base: BaseModel,
     dataset: Path,
-    settings: TrainSettings,
+    settings: Recipe,
     device: str,
     result: Any,
     agreement: Agreement,
