@@ -658,7 +658,11 @@ def _tighten(path: Path, allowed: int) -> None:
 
 
 def fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (best effort: not every filesystem allows it)."""
+    """Make a rename in ``directory`` durable (best effort: not every filesystem allows it).
+
+    model.checkpoints.atomic_io has the same for model's files: the layer table lets
+    neither the indexer nor model.runtime/checkpoints import the other, so each keeps one.
+    """
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:

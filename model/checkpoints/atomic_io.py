@@ -2,6 +2,12 @@
 
 A crash or a full disk leaves the previous file (or none) at the final path, never a
 truncated one; the temp file is removed on any failure.
+
+The one atomic writer of model.checkpoints and model.training (manifests, signatures,
+training state). The indexer keeps its own (indexer.store: the index's JSON files and
+``fsync_directory``): by the layer table the indexer imports nothing of model, and
+model.runtime and model.checkpoints import nothing of the indexer, so neither side can
+hold the one that the other imports.
 """
 
 from __future__ import annotations

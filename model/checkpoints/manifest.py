@@ -3,17 +3,15 @@
 A checkpoint is a directory holding this manifest beside the files it names. The manifest
 binds every file to its size and sha256, each LoRA adapter to the base it was trained on,
 and declares how to prompt the model. It is read with ``tomllib`` and written by a small
-emitter here (only the value types the schema uses), always atomically.
+emitter here (only the value types the schema uses); model.checkpoints.pack writes it, and
+its signature, whole or not at all (model.checkpoints.atomic_io).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -405,22 +403,6 @@ def _value(value: Any) -> str:
 def manifest_toml_value(value: Any) -> str:
     """One value in TOML syntax (for files written beside the manifest)."""
     return _value(value)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename: never half a file."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def manifest_digest(raw: bytes) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from model.checkpoints.atomic_io import write_bytes_atomic
 from model.checkpoints.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -28,7 +29,6 @@ from model.checkpoints.manifest import (
     manifest_digest,
     manifest_toml,
     parse_manifest,
-    write_atomic,
 )
 from model.checkpoints.verification import check_adapter_layout
 from model.runtime.api import ModelInfo
@@ -133,12 +133,12 @@ def pack_checkpoint(
     )
     raw = manifest_toml(manifest).encode("utf-8")
     parse_manifest(raw)  # what we write must read back (names, versions, values)
-    write_atomic(target / MANIFEST_NAME, raw)
+    write_bytes_atomic(target / MANIFEST_NAME, raw)
     signature_path = target / SIGNATURE_NAME
     if key is not None:
         from model.checkpoints.signing import sign_manifest
 
-        write_atomic(signature_path, sign_manifest(raw, key, signer))
+        write_bytes_atomic(signature_path, sign_manifest(raw, key, signer))
     else:
         signature_path.unlink(missing_ok=True)  # a stale signature would no longer match
     return Packed(target, manifest, manifest_digest(raw), key is not None)
