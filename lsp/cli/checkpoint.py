@@ -284,9 +284,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     """``apprentice model install SRC``: verified, then made visible at once."""
+    from lsp.cli.progress import ProgressBar
     from model.checkpoints.install import install
 
-    progress = _Progress() if sys.stderr.isatty() and not args.json else None
+    # Each file's bytes, on a terminal only: a log of a script needs no download bar.
+    progress = ProgressBar(unit="MB", scale=1e6) if sys.stderr.isatty() and not args.json else None
     result = install(
         args.source,
         policy=_policy(args.trust, args.require_signature),
@@ -310,24 +312,6 @@ def cmd_install(args: argparse.Namespace) -> int:
     else:
         say(f"installed {result.manifest.label} at {result.path}")
     return 0
-
-
-class _Progress:
-    """One status line per file on a terminal."""
-
-    def __init__(self) -> None:
-        self._last = ""
-
-    def __call__(self, name: str, done: int, total: int) -> None:
-        percent = 100 if total <= 0 else done * 100 // total
-        line = f"\r{name}: {percent}% of {total / 1e6:.1f} MB"
-        if line != self._last:
-            sys.stderr.write(line)
-            self._last = line
-
-    def close(self) -> None:
-        if self._last:
-            sys.stderr.write("\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

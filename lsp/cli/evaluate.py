@@ -199,8 +199,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         candidates=candidates,
         verification_samples=args.verification or 0,
     )
-    bar = ProgressBar()
-    result = run(options, progress=bar if bar.enabled else _log_lines)
+    bar = ProgressBar(unit="tasks")
+    result = run(options, progress=bar)
     bar.close()
     data = {
         "suite": args.suite,
@@ -273,9 +273,9 @@ def _cmd_editor(args: argparse.Namespace, trigger: str, models: list[Any]) -> in
         n_threads=args.n_threads,
         answer_timeout_s=args.timeout,
     )
-    bar = ProgressBar()
+    bar = ProgressBar(unit="tasks")
     try:
-        result = run_editor(options, progress=bar if bar.enabled else _log_lines)
+        result = run_editor(options, progress=bar)
     except ServerRunError as error:
         bar.close()
         tail = error.log.read_text(errors="replace")[-3000:] if error.log.exists() else ""
@@ -298,14 +298,6 @@ def _cmd_editor(args: argparse.Namespace, trigger: str, models: list[Any]) -> in
     else:
         sys.stdout.write(editor_table(result.rows) + "\n")
     return 0
-
-
-def _log_lines(stage: str, done: int, total: int) -> None:
-    """Progress where stderr is not a terminal (a log file): a line every tenth of a stage."""
-    step = max(1, total // 10)
-    if done == total or (done % step == 0 and done):
-        sys.stderr.write(f"{stage}: {done}/{total}\n")
-        sys.stderr.flush()
 
 
 def repo_source(args: argparse.Namespace) -> RepoSource:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from lsp.cli.common import print_json, say
+from lsp.cli.progress import ProgressBar
 
 
 def add_commands(commands: Any, model_commands: Any) -> None:
@@ -191,43 +190,13 @@ def _teacher(args: argparse.Namespace) -> Any:
     return Teacher(backend, spec.shown, settings)
 
 
-class _Reporter:
-    """Progress on stderr: a redrawn line on a terminal; otherwise a line every 10% or minute."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.started = time.monotonic()
-        self.last_tenth = -1
-        self.last_line = 0.0
-
-    def line(self, text: str, done: int, total: int) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + text.ljust(100))
-            sys.stderr.flush()
-            return
-        tenth = int(10 * done / total) if total else 10
-        now = time.monotonic()
-        if tenth != self.last_tenth or done == total or now - self.last_line >= 60:
-            self.last_tenth, self.last_line = tenth, now
-            say(text)
-
-    def files(self, stage: str, done: int, total: int) -> None:
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / done * (total - done) if done else 0.0
-        self.line(f"{stage}: {done}/{total} files, ETA {eta:.0f}s", done, total)
-
-    def step(self, report: Any) -> None:
-        held = f" held-out {report.heldout_loss:.3f}" if report.heldout_loss is not None else ""
-        self.line(
-            f"step {report.step}/{report.steps} loss {report.loss:.3f}{held} "
-            f"{report.tokens_per_s:.0f} tok/s ETA {report.eta_s:.0f}s",
-            report.step,
-            report.steps,
-        )
-
-    def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
+def _step_line(report: Any) -> str:
+    """A training step as its progress line: loss, held-out loss, speed, time left."""
+    held = f" held-out {report.heldout_loss:.3f}" if report.heldout_loss is not None else ""
+    return (
+        f"step {report.step}/{report.steps} loss {report.loss:.3f}{held} "
+        f"{report.tokens_per_s:.0f} tok/s ETA {report.eta_s:.0f}s"
+    )
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -244,17 +213,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
         excludes=tuple(args.exclude),
     )
     teacher = _teacher(args)
-    reporter = _Reporter()
+    progress = ProgressBar(unit="files")
     try:
         card = distill(
             [Path(r) for r in args.repos],
             Path(args.output),
             teacher,
             settings,
-            progress=reporter.files,
+            progress=progress,
         )
     finally:
-        reporter.close()
+        progress.close()
         if teacher is not None:
             teacher.backend.close()
     if args.json:
@@ -301,20 +270,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings.check()
     base = parse_model_spec(args.base, allow=TRAINING_BASE)  # refused before any loading
     pack = None if args.no_pack else PackOptions(args.name, args.version, sign_key=args.sign_key)
-    reporter = _Reporter()
+    progress = ProgressBar(unit="steps")
     try:
         summary = train_student(
             Path(args.dataset),
             base,
             Path(args.output),
             settings,
-            progress=reporter.step,
+            progress=lambda step: progress.line("train", step.step, step.steps, _step_line(step)),
             say=say,
             pack=pack,
             threads=args.threads,
         )
     finally:
-        reporter.close()
+        progress.close()
     if args.json:
         print_json(summary)
     else:
