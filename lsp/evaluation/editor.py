@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,7 +204,9 @@ def run_editor(options: EditorOptions, progress: Progress | None = None) -> Edit
         for number, spec in enumerate(models):
             log = scratch / f"server-{number}.log"
             try:
-                asyncio.run(_run_model(options, spec, jobs, root, scratch, log, out, progress))
+                _run_interruptible(
+                    _run_model(options, spec, jobs, root, scratch, log, out, progress)
+                )
             except (RuntimeError, TimeoutError, OSError) as error:
                 keep = True
                 raise ServerRunError(str(error), log) from error
@@ -212,6 +216,37 @@ def run_editor(options: EditorOptions, progress: Progress | None = None) -> Edit
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def _run_interruptible(coroutine: Any) -> None:
+    """``asyncio.run``, where a Ctrl-C always ends in KeyboardInterrupt.
+
+    asyncio turns Ctrl-C into a cancel of the running task, and raises KeyboardInterrupt
+    afterwards only if that task ended cancelled: a cancel that lands where a request's
+    wait absorbs it let the run go on to the next task and exit 0. The interrupt is
+    remembered here, beside asyncio's own handler, and raised once the loop has closed
+    (the server and its workers shut down on the way out, as for any other error).
+    """
+    interrupted = threading.Event()
+
+    async def watched() -> None:
+        asyncio_handler = signal.getsignal(signal.SIGINT)
+        if callable(asyncio_handler) and threading.current_thread() is threading.main_thread():
+
+            def on_sigint(signum: int, frame: Any) -> None:
+                interrupted.set()
+                asyncio_handler(signum, frame)
+
+            signal.signal(signal.SIGINT, on_sigint)
+        await coroutine
+
+    try:
+        asyncio.run(watched())
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 async def _run_model(
