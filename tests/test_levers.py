@@ -7,8 +7,8 @@ from dataclasses import replace
 from lsprotocol import types
 
 from lsp.core.linestart import line_start
-from lsp.core.partials import comment_where_code_goes
 from lsp.core.pipeline import CompletionPipeline, Cursor, PipelineSettings
+from lsp.core.text.partials import comment_where_code_goes
 from lsp.server.convert import completion_items, inline_items
 from model.runtime.api import render_prompt
 from model.runtime.fake import FakeBackend
@@ -152,7 +152,7 @@ def test_definitions_of_imported_but_unused_names_reach_the_context(tmp_path) ->
 
 
 def test_token_healing_leaves_typed_spaces_out_of_the_prompt() -> None:
-    from lsp.core.partials import trailing_blank, unheal
+    from lsp.core.text.partials import trailing_blank, unheal
 
     assert trailing_blank("def f():\n    total ") == " "
     assert trailing_blank("def f():\n    ") == ""  # indentation is not healed
@@ -171,7 +171,7 @@ def test_token_healing_leaves_typed_spaces_out_of_the_prompt() -> None:
 
 
 def test_a_block_opener_ends_where_its_body_already_follows() -> None:
-    from lsp.core.partials import cut_at_existing_body
+    from lsp.core.text.partials import cut_at_existing_body
 
     text = "def f(l1, l2):\n    for e1 in l1:\n\n            if e1 == e2:\n                pass\n"
     offset = text.index("\n\n") + 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from model.runtime.postprocess import CompletionPlan, clean_completion, plan_completion
+from lsp.core.text.clean import CompletionPlan, clean_completion, plan_completion
 
 
 def split(doc: str) -> tuple[str, str]:

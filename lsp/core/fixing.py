@@ -19,10 +19,10 @@ from lint_bridge.api import Document, Splice
 from lint_bridge.fixes import FixVerdict, replacement_span, verify_fix
 from lint_bridge.ruff import RuffDiagnostic, RuffFix
 from lint_bridge.verify import Verifier
+from lsp.core.text.clean import CompletionPlan, clean_completion, plan_completion
 from model.runtime.api import Backend, CancelToken, CompletionRequest
 from model.runtime.fim import FimTemplate, TemplateChoice
 from model.runtime.fixhint import MAX_FIX_LINES, hint_lines
-from model.runtime.postprocess import CompletionPlan, clean_completion, plan_completion
 from model.runtime.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt, comment_syntax
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,9 @@ from lint_bridge.verify import Verifier
 from lsp.core.attempts import Attempts, SuffixAsks
 from lsp.core.coldstart import ColdStart
 from lsp.core.linestart import line_start
-from lsp.core.partials import (
+from lsp.core.pipeline_types import CompletionResult, Cursor, PipelineSettings
+from lsp.core.text.clean import CompletionPlan, clean_completion, plan_completion, single_line
+from lsp.core.text.partials import (
     balanced_cuts,
     comment_where_code_goes,
     cut_at_existing_body,
@@ -29,7 +31,6 @@ from lsp.core.partials import (
     unheal,
     without_partial_word,
 )
-from lsp.core.pipeline_types import CompletionResult, Cursor, PipelineSettings
 from lsp.core.timing import Limits, LinkedCancel, Stages, TokenCounts
 from model.runtime.api import (
     Backend,
@@ -39,7 +40,6 @@ from model.runtime.api import (
     Usage,
 )
 from model.runtime.fim import FimTemplate, TemplateChoice
-from model.runtime.postprocess import CompletionPlan, clean_completion, plan_completion, single_line
 from model.runtime.prompt import BuiltPrompt, PromptInput, Snippet, build_prompt
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from lint_bridge.api import Document, Splice
 from lsp.core.pipeline import CompletionPipeline, Cursor, PipelineSettings
+from lsp.core.text.clean import clean_completion
 from lsp.evaluation.runner import Progress, Workspace
 from model.runtime.api import CompletionRequest
-from model.runtime.postprocess import clean_completion
 from model.training.holes import HoleTask, place
 from model.training.sandbox import SandboxLimits, run_python
 

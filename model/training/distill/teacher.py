@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from lsp.core.text.clean import clean_completion, plan_completion
 from model.runtime.api import (
     Backend,
     BackendUnavailableError,
@@ -21,7 +22,6 @@ from model.runtime.api import (
     ModelError,
 )
 from model.runtime.fim import TemplateChoice
-from model.runtime.postprocess import clean_completion, plan_completion
 from model.runtime.prompt import PromptInput, build_prompt, comment_syntax
 from model.training.distill.tasks import FIX_KIND, Task
 

@@ -10,7 +10,7 @@ import keyword
 import re
 
 from lsp.core.pipeline_types import Cursor
-from model.runtime.postprocess import opens_block
+from lsp.core.text.clean import opens_block
 from model.runtime.prompt import comment_syntax
 
 # A generation cut by the time budget may end inside a word: that word is dropped.
