@@ -9,12 +9,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from lsp.core.pipeline_types import PipelineSettings
 from model.runtime.api import CancelToken
-
-if TYPE_CHECKING:
-    from lsp.core.pipeline import PipelineSettings
 
 
 @dataclass(frozen=True)
