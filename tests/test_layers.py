@@ -150,3 +150,51 @@ def test_the_eval_parser_offers_the_placements_the_task_cutter_knows() -> None:
     from model.training.holes import LINE_PLACEMENTS
 
     assert PLACEMENT_CHOICES == LINE_PLACEMENTS
+
+
+def _module_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Statements run at import, with those under ``if`` (``TYPE_CHECKING`` too) and ``try``."""
+    found: list[ast.stmt] = []
+    for node in body:
+        found.append(node)
+        if isinstance(node, ast.If | ast.Try):
+            found += _module_level([*node.body, *node.orelse])
+    return found
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Project modules a module imports at its top (not inside functions)."""
+    found: set[str] = set()
+    for node in _module_level(ast.parse(path.read_text(encoding="utf-8")).body):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        found.update(n for n in names if n.split(".")[0] in PACKAGES)
+    return found
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    """No import cycle among modules (``pipeline`` and ``timing`` used to import each other)."""
+    modules = {module_name(path): path for path in source_files()}
+    graph = {
+        name: {m for m in top_level_imports(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    cycles: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == [], "\n".join(cycles)

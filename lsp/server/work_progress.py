@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from lsprotocol import types
 
-if TYPE_CHECKING:
-    from lsp.server.language_server import ApprenticeServer
+
+class ProgressHost(Protocol):
+    """What sending progress needs of the server (``ApprenticeServer`` has it)."""
+
+    @property
+    def work_done_progress(self) -> Any: ...
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None: ...
 
 
 def percent_done(done: int, total: int) -> int:
@@ -19,7 +26,7 @@ def percent_done(done: int, total: int) -> int:
 class WorkProgress:
     """One ``$/progress`` sequence fed from the indexing thread (begin, percentages, end)."""
 
-    def __init__(self, server: ApprenticeServer, token: str | None, title: str) -> None:
+    def __init__(self, server: ProgressHost, token: str | None, title: str) -> None:
         self.server = server
         self.token = token
         self.title = title

@@ -6,11 +6,30 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Literal
-
-from model.runtime.api import ModelInfo
+from typing import Literal, Protocol
 
 logger = logging.getLogger(__name__)
+
+
+class VocabularyInfo(Protocol):
+    """What choosing a template reads of a model (``model.runtime.api.ModelInfo`` has it).
+
+    A protocol rather than an import: ``api.ModelInfo`` names ``FimTemplate`` in turn.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def special_tokens(self) -> frozenset[str]: ...
+    @property
+    def fim_tokens(self) -> dict[str, str]: ...
+    @property
+    def vocabulary_checked(self) -> bool: ...
+    @property
+    def fim_declared(self) -> bool: ...
+    @property
+    def fim_template(self) -> FimTemplate | None: ...
+
 
 # SentencePiece vocabularies (CodeLlama) spell some control tokens with a leading word-boundary
 # mark, e.g. "▁<PRE>"; llama.cpp reads that spelling from the GGUF.
@@ -157,7 +176,7 @@ def family_template(name: str) -> FimTemplate | None:
     return KNOWN_TEMPLATES.get(family) or TRAINED_TEMPLATES.get(family)
 
 
-def select_template(info: ModelInfo, override: str | None = None) -> FimTemplate | None:
+def select_template(info: VocabularyInfo, override: str | None = None) -> FimTemplate | None:
     """The FIM template for ``info`` (None: prefix-only prompts); ``override`` forces a family.
 
     Without an override, a template the model's checkpoint declares wins over detection.
@@ -186,7 +205,7 @@ def select_template(info: ModelInfo, override: str | None = None) -> FimTemplate
     return _best(KNOWN_TEMPLATES.values(), available)
 
 
-def _forced(info: ModelInfo, name: str, available: frozenset[str]) -> FimTemplate | None:
+def _forced(info: VocabularyInfo, name: str, available: frozenset[str]) -> FimTemplate | None:
     if name in _PREFIX_ONLY:
         return None
     family = _ALIASES.get(name, name)
@@ -210,7 +229,7 @@ def _forced(info: ModelInfo, name: str, available: frozenset[str]) -> FimTemplat
     return resolved
 
 
-def _declared(info: ModelInfo, available: frozenset[str]) -> FimTemplate | None:
+def _declared(info: VocabularyInfo, available: frozenset[str]) -> FimTemplate | None:
     """A checkpoint's template, its markers checked as single tokens where that is known."""
     template = info.fim_template
     if template is None or not info.vocabulary_checked:
@@ -280,7 +299,7 @@ def _resolve(template: FimTemplate, available: frozenset[str]) -> FimTemplate | 
     )
 
 
-def _from_gguf(info: ModelInfo) -> FimTemplate:
+def _from_gguf(info: VocabularyInfo) -> FimTemplate:
     """A psm template from the FIM tokens llama.cpp read from an unknown model's GGUF."""
     fim = info.fim_tokens
     sep = fim.get("sep") or None
@@ -302,9 +321,9 @@ class TemplateChoice:
 
     def __init__(self, override: str | None = None) -> None:
         self.override = override
-        self._chosen: tuple[ModelInfo, FimTemplate | None] | None = None
+        self._chosen: tuple[VocabularyInfo, FimTemplate | None] | None = None
 
-    def for_model(self, info: ModelInfo) -> FimTemplate | None:
+    def for_model(self, info: VocabularyInfo) -> FimTemplate | None:
         """The template for ``info`` (None: prefix-only), remembered until the model changes."""
         if self._chosen is None or self._chosen[0] != info:
             self._chosen = (info, select_template(info, self.override))
