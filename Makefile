@@ -1,4 +1,4 @@
-# One task runner, the same verbs everywhere: make demo | test | lint | bench.
+# One task runner, the same verbs everywhere: make demo | check | test | lint | bench.
 # Each target creates .venv when missing and installs what changed; when
 # everything is installed already, the set-up step is a no-op.
 
@@ -28,7 +28,7 @@ LLAMA_KEY := $(shell echo '$(LLAMA_CPP_VERSION) $(strip $(LLAMA_CMAKE_ARGS))' | 
 WHEELHOUSE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/wheels/llama-cpp-python-$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
 
-.PHONY: all demo test lint format bench clean setup student
+.PHONY: all demo test check lint format bench clean setup student
 
 all: test
 
@@ -66,6 +66,13 @@ demo: $(STAMP)
 test: $(STAMP) vscode vscode-e2e
 	@# pytest exits 5 when it collects nothing: that is a failure here, never a pass.
 	$(BIN)/python -m pytest -q
+
+# The fast tier, for every edit: the tests that load no real model and start no server or
+# editor (tiers from fixtures: tests/conftest.py), property tests with a quarter of their
+# examples; about a minute and a half on 2 cores. `make test` stays the gate.
+check: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not model and not e2e" \
+		--hypothesis-profile=check
 
 # Editors. The VS Code extension is built with the system's Node (npm ci, tsc, eslint, the
 # unit tests, a .vsix); its end-to-end test runs VS Code's workbench (code-server, which needs

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from lsp.core.pipeline import CompletionPipeline, Cursor, PipelineSettings
 from model.checkpoints.checkpoint import HashCache, load_checkpoint
 from model.checkpoints.pack import pack_checkpoint
@@ -15,7 +13,6 @@ from model.runtime.api import CompletionRequest
 from model.runtime.gguf import read_gguf
 from tests.lora_gguf import write_lora
 
-pytestmark = [pytest.mark.model]
 PROMPT = ("def add(a, b):\n",)
 
 

@@ -43,7 +43,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.model
 def test_complete_suggests_json_load_in_load_config(gemma_path: Path) -> None:
     line, col = end_of(CONFIG)
     result = apprentice("complete", str(CONFIG), "--line", line, "--col", col, "--json")
@@ -54,7 +53,6 @@ def test_complete_suggests_json_load_in_load_config(gemma_path: Path) -> None:
     assert data["prompt_tokens"] > 0 and data["completion_tokens"] > 0
 
 
-@pytest.mark.model
 def test_complete_works_with_the_network_cut(gemma_path: Path) -> None:
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode:
@@ -81,7 +79,6 @@ def test_non_gguf_model_file(tmp_path: Path) -> None:
     assert_one_line_error(result, "model.gguf")
 
 
-@pytest.mark.model
 def test_truncated_model_file(tmp_path: Path, gemma_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     with gemma_path.open("rb") as source, cut.open("wb") as target:
@@ -90,13 +87,11 @@ def test_truncated_model_file(tmp_path: Path, gemma_path: Path) -> None:
     assert_one_line_error(result, "truncated")
 
 
-@pytest.mark.model
 def test_model_verify_refuses_a_wrong_sha256(gemma_path: Path) -> None:
     result = apprentice("model", "verify", str(gemma_path), "--sha256", "0" * 64)
     assert_one_line_error(result, "sha256 mismatch")
 
 
-@pytest.mark.model
 def test_model_info_json(gemma_path: Path) -> None:
     result = apprentice("model", "info", "--json")
     assert result.returncode == 0, result.stderr
@@ -160,7 +155,6 @@ def test_dead_remote_server() -> None:
     assert_one_line_error(result, f"127.0.0.1:{port}")
 
 
-@pytest.mark.model
 def test_complete_grounds_the_prompt_in_an_existing_index(tmp_path: Path, gemma_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(SAMPLE, repo)

@@ -147,7 +147,6 @@ def test_install_list_remove(tmp_path: Path, env: dict[str, str], files: tuple[P
     one_line_error(run(env, "model", "remove", "acme"), "no installed checkpoint")
 
 
-@pytest.mark.model
 def test_complete_through_a_checkpoint_directory_and_an_installed_name(
     tmp_path: Path, env: dict[str, str], gemma_path: Path
 ) -> None:

@@ -40,9 +40,8 @@ def click_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.model
 def test_index_then_search_finds_definitions_by_description(
-    click_repo: Path, tmp_path_factory: pytest.TempPathFactory
+    click_repo: Path, tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path
 ) -> None:
     index_dir = str(tmp_path_factory.mktemp("index"))
     result = apprentice("index", str(click_repo), "--json", "--index-dir", index_dir)

@@ -365,7 +365,7 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Iterator[Path]:
     """A fresh cache in which the real export runs once for this module (about 10 s)."""
     cache = tmp_path_factory.mktemp("xdg")
     with pytest.MonkeyPatch.context() as patch:
@@ -373,7 +373,6 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
-@pytest.mark.model
 def test_real_default_embedder(onnx_cache: Path) -> None:
     embedder = create_embedder("default", threads=1)
     assert embedder.name == "all-MiniLM-L6-v2/onnx-int8/128"
@@ -391,7 +390,6 @@ def test_real_default_embedder(onnx_cache: Path) -> None:
     assert not (onnx_cache / "Microsoft").exists()  # ONNX Runtime telemetry stays off
 
 
-@pytest.mark.model
 def test_real_export_is_atomic_and_reused(
     onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -412,7 +410,6 @@ def test_real_export_is_atomic_and_reused(
     assert model.stat().st_mtime_ns == mtime
 
 
-@pytest.mark.model
 @pytest.mark.skipif(
     not embed.torch_embedder_available(), reason="the torch embedder needs the train extra"
 )

@@ -446,7 +446,6 @@ def test_offers_prefer_ruffs_fix_and_round_trip_their_data() -> None:
 # --- the real model ------------------------------------------------------------------------
 
 
-@pytest.mark.model
 @needs_ruff
 def test_real_model_fix_is_none_or_verified(
     gemma_path: Path, project: Path, verifier: Verifier

@@ -201,7 +201,6 @@ def mirror(checkpoint: Path) -> Iterator[Mirror]:
     server.server_close()
 
 
-@pytest.mark.network
 def test_install_from_a_mirror(mirror: Mirror, data: Path, cache: HashCache) -> None:
     result = install(mirror.url, data_dir=data, cache=cache)
     assert result.path == data / "acme" / "1.0"
@@ -209,7 +208,6 @@ def test_install_from_a_mirror(mirror: Mirror, data: Path, cache: HashCache) -> 
     assert not any((data / ".downloads").iterdir())
 
 
-@pytest.mark.network
 def test_a_download_cut_off_midway_resumes_and_verifies(
     mirror: Mirror, data: Path, cache: HashCache
 ) -> None:
@@ -221,7 +219,6 @@ def test_a_download_cut_off_midway_resumes_and_verifies(
     assert (result.path / "base.gguf").read_bytes() == (mirror.directory / "base.gguf").read_bytes()
 
 
-@pytest.mark.network
 def test_a_download_still_cut_keeps_its_part_for_the_next_install(
     mirror: Mirror, data: Path, cache: HashCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,7 +237,6 @@ def test_a_download_still_cut_keeps_its_part_for_the_next_install(
     assert ranges == [None, "bytes=1000-"] and size > 1000
 
 
-@pytest.mark.network
 def test_a_mirror_serving_a_corrupt_file_installs_nothing(
     mirror: Mirror, data: Path, cache: HashCache
 ) -> None:
@@ -254,7 +250,6 @@ def test_a_mirror_serving_a_corrupt_file_installs_nothing(
     assert list_installed(data) == [] and leftovers(data) == []
 
 
-@pytest.mark.network
 def test_a_part_left_by_a_bad_mirror_is_downloaded_again_from_the_start(
     mirror: Mirror, data: Path, cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,7 +276,6 @@ def test_a_part_left_by_a_bad_mirror_is_downloaded_again_from_the_start(
     assert (result.path / "team.gguf").read_bytes() == (mirror.directory / "team.gguf").read_bytes()
 
 
-@pytest.mark.network
 def test_an_untrusted_mirror_is_refused_before_any_model_file_is_downloaded(
     mirror: Mirror, data: Path, tmp_path: Path
 ) -> None:
@@ -293,7 +287,6 @@ def test_an_untrusted_mirror_is_refused_before_any_model_file_is_downloaded(
     assert leftovers(data) == []
 
 
-@pytest.mark.network
 def test_a_mirror_without_the_checkpoint_is_a_clear_error(mirror: Mirror, data: Path) -> None:
     with pytest.raises(CheckpointError, match="manifest"):
         install(mirror.url + "nothing/", data_dir=data)
@@ -349,7 +342,6 @@ def test_what_a_killed_install_left_is_cleaned_by_the_next(
     )
 
 
-@pytest.mark.network
 def test_a_full_disk_during_a_download_leaves_nothing_partial(
     tmp_path: Path, mirror: Mirror
 ) -> None:

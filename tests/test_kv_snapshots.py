@@ -124,7 +124,6 @@ def _assert_same_logits(engine: _Engine, reference: _Engine) -> None:
     assert int(restored.argmax()) == int(expected.argmax())
 
 
-@pytest.mark.model
 def test_a_restored_snapshot_gives_the_logits_of_a_fresh_evaluation(
     engines: tuple[_Engine, _Engine, _Inbox],
 ) -> None:
@@ -144,7 +143,6 @@ def test_a_restored_snapshot_gives_the_logits_of_a_fresh_evaluation(
     _assert_same_logits(engine, reference)
 
 
-@pytest.mark.model
 def test_a_long_snapshot_cut_back_to_a_shared_block_gives_the_same_logits(
     engines: tuple[_Engine, _Engine, _Inbox],
 ) -> None:
@@ -189,7 +187,6 @@ def make_backend(gemma_path: Path) -> Iterator[Any]:
         backend.close()
 
 
-@pytest.mark.model
 def test_returning_to_a_file_restores_it_instead_of_evaluating_it_again(make_backend: Any) -> None:
     backend = make_backend(64)
     first = backend.warm((FILE_A,))
@@ -215,7 +212,6 @@ def test_returning_to_a_file_restores_it_instead_of_evaluating_it_again(make_bac
     assert backend.snapshot_stats()["restores"] == 2
 
 
-@pytest.mark.model
 def test_the_worker_keeps_snapshots_within_the_limit_newest_first(make_backend: Any) -> None:
     backend = make_backend(6)  # about 340 tokens of Gemma 3 270M state (18.4 KB a token)
     files = [_file(name, 3) for name in ("one", "two", "three", "four", "five")]
@@ -236,7 +232,6 @@ def test_the_worker_keeps_snapshots_within_the_limit_newest_first(make_backend: 
     assert stats["bytes"] <= stats["limit_bytes"]
 
 
-@pytest.mark.model
 def test_zero_snapshot_memory_turns_snapshots_off(make_backend: Any) -> None:
     backend = make_backend(0)
     first = backend.warm((FILE_A,))

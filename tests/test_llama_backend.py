@@ -22,8 +22,6 @@ from model.runtime.api import (
 from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 from model.runtime.worker import _StopFilter
 
-pytestmark = pytest.mark.model
-
 CODE = '''import json
 import os
 

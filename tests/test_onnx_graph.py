@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.embed import MODEL_FILE, OnnxEmbedder, OnnxRecipe, model_dir
+from indexer.embed import MODEL_FILE, OnnxEmbedder, OnnxRecipe
 from indexer.minilm_graph import (
     BertShape,
     build_model,
@@ -104,10 +104,10 @@ def test_safetensors_bad_entries_are_value_errors(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     importlib.util.find_spec("safetensors") is None, reason="the safetensors package is not here"
 )
-def test_safetensors_reader_agrees_with_the_safetensors_package() -> None:
+def test_safetensors_reader_agrees_with_the_safetensors_package(minilm_dir: Path) -> None:
     from safetensors.numpy import load_file
 
-    path = model_dir() / "model.safetensors"
+    path = minilm_dir / "model.safetensors"
     ours = read_safetensors(path)
     theirs = load_file(str(path))
     assert sorted(ours) == sorted(theirs)
@@ -147,9 +147,8 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-@pytest.mark.model
-def test_graph_matches_the_numpy_reference_and_ignores_padding() -> None:
-    weights, shape = load_bert(model_dir())
+def test_graph_matches_the_numpy_reference_and_ignores_padding(minilm_dir: Path) -> None:
+    weights, shape = load_bert(minilm_dir)
     run = session(build_model(weights, shape))
     ids = np.array([[101, 2000, 3000, 4000, 5000, 102], [101, 7592, 102, 0, 0, 0]], dtype=np.int64)
     mask = (ids > 0).astype(np.int64)
@@ -281,12 +280,14 @@ def torch_vectors(source: Path, texts: list[str]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def vectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, np.ndarray]]:
+def vectors(
+    tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path
+) -> Iterator[dict[str, np.ndarray]]:
     """The snippets' vectors from torch, the traced exports and the new ones (20-30 s).
 
     Every ONNX model is run through ``OnnxEmbedder``, batched as the server batches.
     """
-    source = model_dir()
+    source = minilm_dir
     texts = snippets()
     folder = tmp_path_factory.mktemp("exports")
 
@@ -326,7 +327,6 @@ def same_neighbours(vectors: dict[str, np.ndarray], a: str, b: str) -> float:
     return float(np.mean([x == y for x, y in pairs]))
 
 
-@pytest.mark.model
 @needs_torch
 def test_float_export_equals_the_traced_export_and_torch(vectors: dict[str, np.ndarray]) -> None:
     assert len(vectors["torch"]) == 50
@@ -336,7 +336,6 @@ def test_float_export_equals_the_traced_export_and_torch(vectors: dict[str, np.n
     assert same_neighbours(vectors, "onnx-fp32", "torch") == 1.0
 
 
-@pytest.mark.model
 @needs_torch
 def test_int8_export_equals_the_traced_int8_export(vectors: dict[str, np.ndarray]) -> None:
     # Measured: the same vectors bit for bit (cosine 1.00000, top-5 neighbours 100% the
@@ -345,7 +344,6 @@ def test_int8_export_equals_the_traced_int8_export(vectors: dict[str, np.ndarray
     assert same_neighbours(vectors, "onnx-int8", "traced-onnx-int8") >= 0.95
 
 
-@pytest.mark.model
 @needs_torch
 def test_int8_export_stays_close_to_torch(vectors: dict[str, np.ndarray]) -> None:
     cosine = cosines(vectors, "onnx-int8", "torch")
@@ -355,9 +353,8 @@ def test_int8_export_stays_close_to_torch(vectors: dict[str, np.ndarray]) -> Non
     assert float(cosine.mean()) >= 0.985
 
 
-@pytest.mark.model
-def test_fused_recipe_still_fuses_attention(tmp_path: Path) -> None:
+def test_fused_recipe_still_fuses_attention(tmp_path: Path, minilm_dir: Path) -> None:
     # The benchmark's variant: ONNX Runtime's BERT optimizer must recognise the graph.
-    cosine = export_onnx(model_dir(), tmp_path, OnnxRecipe(fuse=True))
+    cosine = export_onnx(minilm_dir, tmp_path, OnnxRecipe(fuse=True))
     assert cosine >= 0.98
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", MODEL_FILE]

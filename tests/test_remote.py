@@ -7,11 +7,10 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,8 +28,6 @@ from model.runtime.api import (
 )
 from model.runtime.breaker import CircuitBreaker
 from model.runtime.remote import RemoteBackend
-
-pytestmark = pytest.mark.network
 
 SERVER_START_TIMEOUT_S = 60.0
 API_KEY = "sekrit-key-123"
@@ -71,7 +68,7 @@ class LlamaServer:
 
 @pytest.fixture(scope="module")
 def llama_process(
-    gemma_path: Path, tmp_path_factory: pytest.TempPathFactory
+    served_model: Sequence[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LlamaServer]:
     """A llama_cpp.server serving the embedded Gemma, started once per module."""
     if importlib.util.find_spec("llama_cpp") is None:
@@ -79,7 +76,7 @@ def llama_process(
     port = _free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_path),
+        *served_model,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
     ]  # fmt: skip
     # Output goes to a file, not a pipe nobody drains, so the server can never block on it.

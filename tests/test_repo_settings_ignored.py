@@ -64,7 +64,7 @@ def plant_settings(root: Path, evil_index: Path) -> None:
     (root / ".editorconfig").write_text("root = true\n")
 
 
-async def test_repository_settings_files_are_ignored(tmp_path: Path) -> None:
+async def test_repository_settings_files_are_ignored(tmp_path: Path, lsp_server: object) -> None:
     root = tmp_path / "workspace"
     root.mkdir()
     (root / "app.py").write_text("import json\n\n\ndef load(path):\n    return 1\n")

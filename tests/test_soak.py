@@ -10,13 +10,13 @@ import pytest
 
 from bench import soak
 
-pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 DURATION_S = "40"
 
 
 def test_a_short_soak_stays_within_bounds(
-    capsys: pytest.CaptureFixture[str], gemma_path: object
+    capsys: pytest.CaptureFixture[str], gemma_path: object, lsp_server: object
 ) -> None:
     code = soak.main(["--duration", DURATION_S, "--switch-every", "12", "--json"])
     report = json.loads(capsys.readouterr().out)

@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from lsp.cli import main
 from model.runtime.default_model import sha256_file
-
-pytestmark = [pytest.mark.model, pytest.mark.network]
 
 FILES = {
     "LICENSE": "MIT License\n\nPermission is hereby granted, free of charge, to any person\n",
@@ -95,12 +92,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def teacher_url(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def teacher_url(
+    served_model: Sequence[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """``python -m llama_cpp.server`` with the embedded model, on 127.0.0.1."""
     port = _free_port()
     log = tmp_path_factory.mktemp("teacher") / "server.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_path),
+        *served_model,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
     ]  # fmt: skip
     with log.open("wb") as out:

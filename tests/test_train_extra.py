@@ -122,9 +122,8 @@ print(json.dumps({{
 """
 
 
-@pytest.mark.model
 @pytest.mark.parametrize("hide", [False, True], ids=["extra-installed", "extra-hidden"])
-def test_server_and_onnx_export_need_no_torch(tmp_path: Path, hide: bool) -> None:
+def test_server_and_onnx_export_need_no_torch(tmp_path: Path, hide: bool, minilm_dir: Path) -> None:
     done = run_python(["-c", SERVE], tmp_path, hide=hide)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])

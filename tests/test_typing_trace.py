@@ -180,9 +180,8 @@ def test_summarise_counts_pauses_requests_and_prefix_reuse() -> None:
     assert report["server_requests"]["superseded"] == 0
 
 
-@pytest.mark.model
 def test_a_short_real_run_reports_every_figure(
-    gemma_path: Path, capsys: pytest.CaptureFixture[str]
+    gemma_path: Path, lsp_server: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["--keystrokes", "20", "--json", "--model", str(gemma_path), "--no-embeddings"])
     assert code == 0

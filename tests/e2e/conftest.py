@@ -4,6 +4,10 @@ Each test gets its own server (``client``) and a ``Session`` wrapping it: a copy
 sample repository as the workspace, an index directory under ``tmp_path`` (nothing is
 written to the user's cache), and helpers that wait on ``apprentice.status`` instead of
 sleeping.
+
+Every test in this folder is marked ``e2e`` (tests/conftest.py), so ``make check`` leaves
+them all to ``make test``: the servers load the default model as an editor's would, and
+test_index_kill.py kills ``apprentice index`` mid-run again and again.
 """
 
 from __future__ import annotations

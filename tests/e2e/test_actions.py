@@ -101,7 +101,6 @@ BARE_TEXT = (
 EXCEPT_LINE = 7
 
 
-@pytest.mark.model
 async def test_model_fix_is_resolved_and_verified(session: Session, gemma_path: object) -> None:
     await session.initialize()
     await session.wait_ready()

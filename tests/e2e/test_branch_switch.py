@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.test_protocol import RawClient, alive
 from tests.test_watching import MAIN, two_branches
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.model, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(600)]
 
 CONTEXT_LINE = re.compile(r"context for main\.py: (\[.*\])")
 

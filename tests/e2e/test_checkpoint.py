@@ -14,7 +14,7 @@ from model.runtime.gguf import read_gguf
 from tests.e2e.conftest import Session, end_of
 from tests.lora_gguf import write_lora
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.model, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(600)]
 
 CONFIG = "shop/config.py"
 

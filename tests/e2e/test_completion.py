@@ -10,7 +10,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
 
 from tests.e2e.conftest import Session, apply_edits, end_of, items_of
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.model, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(600)]
 
 CONFIG = "shop/config.py"  # its last line: "    with open(path) as f:"
 

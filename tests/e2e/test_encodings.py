@@ -17,7 +17,6 @@ BEFORE = '    greeting = "héllo wörld 🎉"; f = open(path); return json.'
 AFTER = "  # fertig ✅"
 
 
-@pytest.mark.model
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
 async def test_columns_in_the_negotiated_encoding(
     session: Session, gemma_path: object, encoding: str

@@ -78,7 +78,6 @@ async def test_dead_remote_backend(session: Session) -> None:
     assert status["requests"]["shown"] == 0
 
 
-@pytest.mark.model
 async def test_corrupt_index(session: Session, gemma_path: object) -> None:
     # A real index first (so its meta.json is right), then its database overwritten.
     index = RepositoryIndex(session.workspace, IndexSettings(location=session.index_dir))

@@ -10,7 +10,7 @@ from lsprotocol import types
 
 from tests.e2e.conftest import Session, end_of
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.model, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(600)]
 
 CONFIG = "shop/config.py"  # its last line: "    with open(path) as f:"
 

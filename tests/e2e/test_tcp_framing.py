@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import SERVER_COMMAND, server_env
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 
 
 def free_port() -> int:

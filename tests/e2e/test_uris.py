@@ -15,7 +15,7 @@ from lsprotocol import types
 from tests.e2e.conftest import Session
 from tests.openai_stub import CompletionStub, running_stub
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300), pytest.mark.network]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 
 ODD = "my dir/café config.py"
 TEXT = (

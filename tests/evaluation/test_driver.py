@@ -119,8 +119,9 @@ def test_without_a_sandbox_pass_at_1_is_unavailable_not_zero(
     assert len(said) == 1 and reason in said[0] and "\n" not in said[0]
 
 
-@pytest.mark.model
-def test_cli_runs_humaneval_and_a_repository_with_the_real_model(tmp_path: Path) -> None:
+def test_cli_runs_humaneval_and_a_repository_with_the_real_model(
+    tmp_path: Path, gemma_path: Path
+) -> None:
     """``apprentice eval --trigger invoked`` end to end: real model, real sandbox, real index."""
     command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "invoked", "--json"]
     command += ["--limit", "2"]

@@ -215,11 +215,10 @@ def test_the_typed_placement_without_a_trigger_names_both_runs_that_have_it(
     assert "--trigger typed" in line and "--trigger invoked" in line
 
 
-@pytest.mark.network
 @pytest.mark.timeout(300)
 @needs_sandbox
 def test_automatic_through_the_cli_opens_fresh_files_and_scores_what_is_shown(
-    stub: CompletionStub,
+    stub: CompletionStub, lsp_server: object
 ) -> None:
     # No --trigger: automatic is the default.
     command = [sys.executable, "-m", "lsp.cli", "eval", "--json"]
@@ -249,7 +248,6 @@ def test_automatic_through_the_cli_opens_fresh_files_and_scores_what_is_shown(
     assert len(stub.prompts) >= 12
 
 
-@pytest.mark.network
 @pytest.mark.timeout(300)
 def test_an_invoked_only_option_runs_the_pipeline_directly_and_says_so(
     stub: CompletionStub,
@@ -268,11 +266,10 @@ def test_an_invoked_only_option_runs_the_pipeline_directly_and_says_so(
     assert "delay_s" not in row and "latency_p50_ms" in row  # the invoked table, not shown rates
 
 
-@pytest.mark.network
 @pytest.mark.timeout(300)
 @needs_sandbox
 def test_typed_sends_a_keystroke_at_a_time_cancels_the_previous_request_and_scores_the_pause(
-    stub: CompletionStub,
+    stub: CompletionStub, lsp_server: object
 ) -> None:
     stub.delay_s = 0.3  # slower than a keystroke: each request is pending at the next one
     options = EditorOptions(
@@ -301,7 +298,9 @@ def test_typed_sends_a_keystroke_at_a_time_cancels_the_previous_request_and_scor
 
 
 @pytest.mark.timeout(300)
-def test_a_server_that_cannot_load_its_model_fails_the_run_with_its_log(tmp_path: Path) -> None:
+def test_a_server_that_cannot_load_its_model_fails_the_run_with_its_log(
+    tmp_path: Path, lsp_server: object
+) -> None:
     missing = tmp_path / "missing.gguf"
     command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--limit", "1"]
     done = subprocess.run(
@@ -315,9 +314,8 @@ def test_a_server_that_cannot_load_its_model_fails_the_run_with_its_log(tmp_path
     assert "server log:" in done.stderr and "server stderr" in done.stderr
 
 
-@pytest.mark.model
 @pytest.mark.timeout(300)
-def test_automatic_with_the_real_model(gemma_path: Path) -> None:
+def test_automatic_with_the_real_model(gemma_path: Path, lsp_server: object) -> None:
     command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--json"]
     done = subprocess.run(
         [*command, "--limit", "2", "--delay", "0"],
@@ -354,9 +352,8 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.network
 @pytest.mark.timeout(300)
-def test_ctrl_c_shuts_the_server_down(stub: CompletionStub) -> None:
+def test_ctrl_c_shuts_the_server_down(stub: CompletionStub, lsp_server: object) -> None:
     command = [sys.executable, "-m", "lsp.cli", "eval", "--trigger", "automatic", "--limit", "3"]
     run = subprocess.Popen(
         [*command, "--delay", "5", "--model", stub.url],
