@@ -91,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
 def running_stub(answer: str = "pass\n") -> Iterator[CompletionStub]:
     """A started stub, shut down afterwards."""
     stub = CompletionStub(answer)
-    thread = threading.Thread(target=stub.serve_forever, daemon=True)
+    thread = threading.Thread(target=stub.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield stub

@@ -109,27 +109,42 @@ def test_second_indexer_waits_for_the_first(tmp_path: Path) -> None:
     repo.mkdir()
     (repo / "a.py").write_text("def f():\n    return 1\n")
     index_root = tmp_path / "idx"
+    # The first holds the lock until told: once the second has said that it waits.
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path\n"
+            "import sys; from pathlib import Path\n"
             "from indexer.index import index_dir_for\n"
             "from indexer.lock import IndexLock\n"
             "d = index_dir_for(Path(sys.argv[1]), Path(sys.argv[2])); d.mkdir(parents=True)\n"
-            "with IndexLock(d):\n    print('held', flush=True); time.sleep(3)\n",
+            "with IndexLock(d):\n    print('held', flush=True); sys.stdin.readline()\n",
             str(repo),
             str(index_root),
         ],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    result = apprentice(
-        "index", str(repo), "--json", "--index-dir", str(index_root), "--embedder", "fake"
+    assert holder.stdin is not None and holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    index = ["index", str(repo), "--json", "--index-dir", str(index_root), "--embedder", "fake"]
+    second = subprocess.Popen(
+        [sys.executable, "-m", "lsp.cli", *index],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    holder.wait()
-    assert result.returncode == 0, result.stderr
-    assert "waiting" in result.stderr
-    assert json.loads(result.stdout)["files"] == 1
+    assert second.stderr is not None
+    said = [second.stderr.readline()]
+    while said[-1] and "waiting" not in said[-1]:
+        said.append(second.stderr.readline())
+    holder.stdin.close()  # the first one finishes
+    holder.wait(timeout=60)
+    out, rest = second.communicate(timeout=600)
+    assert second.returncode == 0, "".join(said) + rest
+    assert "waiting" in said[-1], "".join(said)
+    assert json.loads(out)["files"] == 1

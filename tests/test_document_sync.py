@@ -154,8 +154,7 @@ def change_for(draw: st.DrawFn, text: str, encoding: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-8", "utf-32"])
-@settings(
-    max_examples=100,
+@settings(  # examples: the profile's, 100 (make check: fewer, tests/conftest.py)
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

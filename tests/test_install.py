@@ -194,7 +194,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def mirror(checkpoint: Path) -> Iterator[Mirror]:
     server = Mirror(checkpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()
@@ -262,7 +262,7 @@ def test_a_part_left_by_a_bad_mirror_is_downloaded_again_from_the_start(
     corrupt[100] ^= 0xFF  # inside the part the bad mirror gets to send
     (bad_dir / "team.gguf").write_bytes(bytes(corrupt))
     bad = Mirror(bad_dir)
-    threading.Thread(target=bad.serve_forever, daemon=True).start()
+    threading.Thread(target=bad.serve_forever, args=(0.05,), daemon=True).start()
     try:
         bad.cut["team.gguf"] = 1000
         with pytest.raises(ModelError, match="run the same install again to resume"):

@@ -335,7 +335,7 @@ class _StubHandler(BaseHTTPRequestHandler):
 def stub() -> Iterator[_StubServer]:
     """A local HTTP server whose first path segment picks how it (mis)behaves."""
     server = _StubServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server
