@@ -16,10 +16,11 @@ marker fails):
   editor's would), and the indexer's crash test kills ``apprentice index`` again and again.
 
 Both are enforced in every tier (tests/tiers.py), so the markers cannot drift: a test
-not marked ``model`` that loads a real model, in this process or (the Gemma) in a
-subprocess started with this environment, fails with "this test uses the real model: ask
-for the gemma_path fixture"; one not marked ``e2e`` that starts a server or an editor
-from this process fails before it starts, naming the fixture to ask for.
+not marked ``model`` that loads a real model in this process, or (the Gemma; outside the
+``e2e`` tier, whose servers load it as an editor's do) in a subprocess started with this
+environment, fails with "this test uses the real model: ask for the gemma_path fixture";
+one not marked ``e2e`` that starts a server or an editor from this process fails before
+it starts, naming the fixture to ask for.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Arm the guards for one test, its fixtures' set-up and tear-down included."""
     model = item.get_closest_marker("model") is not None
-    tiers.GUARD.arm(model=model, server=item.get_closest_marker("e2e") is not None)
+    e2e = item.get_closest_marker("e2e") is not None
+    tiers.GUARD.arm(model=model, server=e2e)
     saved = os.environ.get("PYTHONPATH")
-    if not model:  # the stand-in for the Gemma's package, in the subprocesses it starts
+    if not (model or e2e):  # the stand-in for the Gemma's package, in its subprocesses
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (tiers.STAND_INS, saved)))
     try:
         return (yield)

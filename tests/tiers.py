@@ -3,8 +3,8 @@
 Installed once, when the conftest is imported, and armed per test by its hooks:
 
 * the embedded Gemma: ``ensure_default_model`` refuses, wherever a module holds it, unless
-  a test swapped the model's package out (the tests of the assembly do); subprocesses get
-  the stand-in package of tests/model_guard instead, on PYTHONPATH;
+  a test swapped the model's package out (the tests of the assembly do); subprocesses of
+  a test in neither tier get the stand-in package of tests/model_guard, on PYTHONPATH;
 * the embedding model, where it is slow: its ONNX export refuses to start, and the ONNX and
   torch embedders refuse once they have loaded, the real all-MiniLM-L6-v2 (its directory may
   still be named, as cache keys and the embedder's identity do; its package in subprocesses
