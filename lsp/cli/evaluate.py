@@ -2,7 +2,7 @@
 
 By default (``--trigger automatic``) what an editor shows at a pause, from a real server;
 ``--trigger invoked`` calls the pipeline directly (ablations, levers, verification). The
-harness lives in ``bench/evaluation``; this module only parses the command line and
+harness lives in ``lsp/evaluation``; this module only parses the command line and
 prints. One JSON object on stdout with ``--json``, Markdown tables otherwise; progress
 goes to stderr on a terminal.
 """
