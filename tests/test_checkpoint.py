@@ -579,8 +579,9 @@ def test_base_student_and_the_default_name_the_shipped_models(
     tmp_path: Path, base: Path, adapter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import model.checkpoints.checkpoint as checkpoint
+    import model.checkpoints.verification as verification
 
-    monkeypatch.setattr(checkpoint, "ensure_default_model", lambda: base)
+    monkeypatch.setattr(verification, "ensure_default_model", lambda: base)
     monkeypatch.setattr(checkpoint, "SHIPPED_STUDENT", tmp_path / "nothing-shipped")
     with pytest.raises(ModelNotFoundError, match="make student"):
         resolve_model("student")

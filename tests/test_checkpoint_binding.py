@@ -139,3 +139,19 @@ def test_the_embedded_base_and_checkpoint_files_are_all_pinned(
     assert resolved.describe()["verified"] is True
     # A bare GGUF is loaded unverified: nothing to pin, nothing checked.
     assert resolve_model(str(base)).pins() == ()
+
+
+def test_the_embedded_base_is_not_hashed_again_for_its_pin(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its package's check already verified it: the check before each load is a stat."""
+    import model.checkpoints.verification as verification
+    from model.checkpoints.verification import check_pinned
+    from model.runtime.default_model import sha256_file
+
+    monkeypatch.setattr(verification, "ensure_default_model", lambda: base)
+    monkeypatch.setattr(verification, "embedded_sha256", lambda: sha256_file(base))
+    cache = HashCache(tmp_path / "h.json")
+    resolved = resolve_model("base", cache=cache)
+    check_pinned(resolved.pins(), cache)
+    assert resolved.pins() == ((base, sha256_file(base)),) and cache.hashed == 0

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import model.checkpoints.checkpoint as checkpoint
+import model.checkpoints.verification as verification
 from model.checkpoints.checkpoint import describe_model, resolve_model
 from model.checkpoints.pack import pack_checkpoint
 from model.checkpoints.spec import (
@@ -186,7 +187,7 @@ def shipped(tmp_path: Path, base: Path, adapter: Path, monkeypatch: pytest.Monke
         tmp_path / "student", base, name="s", version="1", adapters=[(adapter, 1.0)]
     ).directory
     monkeypatch.setattr(checkpoint, "SHIPPED_STUDENT", student)
-    monkeypatch.setattr(checkpoint, "ensure_default_model", lambda: base)
+    monkeypatch.setattr(verification, "ensure_default_model", lambda: base)
     monkeypatch.setattr(checkpoint, "DEFAULT_IS_STUDENT", False)
     return student
 

@@ -34,11 +34,11 @@ from model.checkpoints.verification import (
     Report,
     check_adapter_layout,
     default_hash_cache,
+    embedded_model,
     read_header,
     verify_checkpoint,
 )
 from model.runtime.api import ModelError, ModelNotFoundError
-from model.runtime.default_model import embedded_sha256, ensure_default_model
 from model.runtime.fim import FimTemplate, all_markers, family_template
 from model.runtime.gguf import read_gguf, validate_gguf
 
@@ -205,12 +205,8 @@ def _resolve(
     if kind in ("default", "self"):
         kind = "student" if DEFAULT_IS_STUDENT else "base"
     if kind == "base":
-        return ResolvedModel(
-            gguf=ensure_default_model(),
-            verified=True,
-            source="embedded",
-            gguf_sha256=embedded_sha256() or "",
-        )
+        gguf, digest = embedded_model(cache)
+        return ResolvedModel(gguf=gguf, verified=True, source="embedded", gguf_sha256=digest)
     if kind == "gguf" and spec.path is not None:
         path = spec.path
         if not path.exists():

@@ -102,9 +102,15 @@ class HashCache:
     def prime(self, path: Path, digest: str) -> None:
         """Record a digest just checked elsewhere (a moved file keeps its inode and times)."""
         st = path.stat()
+        record = {
+            "stamp": [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino],
+            "sha256": digest,
+        }
         with self._lock:
-            stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-            self._records()[str(path.resolve())] = {"stamp": stamp, "sha256": digest}
+            records = self._records()
+            if records.get(str(path.resolve())) == record:
+                return  # already known: no write
+            records[str(path.resolve())] = record
             self._save()
 
     def _save(self) -> None:
@@ -159,7 +165,7 @@ def verify_checkpoint(
     signature = check_signed(directory, raw, policy)
     checks.append("signature" if signature else "unsigned")
     cache = cache or default_hash_cache()
-    base_path = _embedded_base(directory, manifest.base)
+    base_path = _embedded_base(directory, manifest.base, cache)
     for entry in manifest.files():
         if entry is manifest.base and base_path is not None:
             checks.append("embedded base")  # verified against its package's sha256
@@ -190,11 +196,24 @@ def is_embedded_base(entry: FileEntry) -> bool:
     return entry.sha256 == embedded_sha256()
 
 
-def _embedded_base(directory: Path, entry: FileEntry) -> Path | None:
+def _embedded_base(directory: Path, entry: FileEntry, cache: HashCache) -> Path | None:
     """The embedded model, when the checkpoint leaves out its base and that base is it."""
     if (directory / entry.file).exists() or not is_embedded_base(entry):
         return None
-    return ensure_default_model()
+    return embedded_model(cache)[0]
+
+
+def embedded_model(cache: HashCache | None = None) -> tuple[Path, str]:
+    """The embedded GGUF and its sha256, checked against its package (``ensure_default_model``).
+
+    The digest is recorded in the hash cache: the check of pinned files before each model
+    load then answers from a stat instead of hashing the 250 MB file a second time.
+    """
+    path = ensure_default_model()
+    digest = embedded_sha256() or ""
+    if digest:
+        (cache or default_hash_cache()).prime(path, digest)
+    return path, digest
 
 
 def check_signed(directory: Path, raw_manifest: bytes, policy: Policy) -> Signature | None:
