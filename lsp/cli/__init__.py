@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from lsp.cli import checkpoint, evaluate, train, workspace
-from lsp.cli.common import LOG_FORMAT, Command, backend_settings, say
+from lsp.cli.common import LOG_FORMAT, Command, say
 
-__all__ = ["backend_settings", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 

@@ -42,24 +42,13 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lora", help="LoRA adapter (GGUF) applied on top of the model")
     group.add_argument("--remote", metavar="URL", help="OpenAI-compatible server instead")
     group.add_argument("--remote-model", help="model id to ask the remote server for")
-    group.add_argument("--n-ctx", type=int, default=4096, help="context window (default 4096)")
-    group.add_argument("--n-threads", type=int, help="generation threads (default: physical cores)")
-    group.add_argument("--n-gpu-layers", type=int, default=0, help="layers offloaded to the GPU")
-
-
-def backend_settings(args: argparse.Namespace) -> object:
-    from model.factory import BackendSettings
-
-    return BackendSettings(
-        model_path=args.model,
-        lora_path=args.lora,
-        remote_url=args.remote,
-        remote_model=args.remote_model,
-        n_ctx=args.n_ctx,
-        n_threads=args.n_threads,
-        n_gpu_layers=args.n_gpu_layers,
-        # --timeout also bounds each remote request, the model list included.
-        request_timeout=args.timeout,
+    # Left out: the server's setting (lsp.cli.workspace.complete_settings lays them over it).
+    group.add_argument("--n-ctx", type=int, help="context window (default: model.contextLength)")
+    group.add_argument(
+        "--n-threads", type=int, help="generation threads (default: as the server, model.threads)"
+    )
+    group.add_argument(
+        "--n-gpu-layers", type=int, help="layers offloaded to the GPU (default: model.gpuLayers)"
     )
 
 
