@@ -228,10 +228,12 @@ def _run_interruptible(coroutine: Any) -> None:
     (the server and its workers shut down on the way out, as for any other error).
     """
     interrupted = threading.Event()
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main_thread else None
 
     async def watched() -> None:
         asyncio_handler = signal.getsignal(signal.SIGINT)
-        if callable(asyncio_handler) and threading.current_thread() is threading.main_thread():
+        if callable(asyncio_handler) and main_thread:
 
             def on_sigint(signum: int, frame: Any) -> None:
                 interrupted.set()
@@ -243,8 +245,8 @@ def _run_interruptible(coroutine: Any) -> None:
     try:
         asyncio.run(watched())
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if main_thread:  # the caller's handler back (not ours, not asyncio's)
+            signal.signal(signal.SIGINT, before if before is not None else signal.SIG_DFL)
     if interrupted.is_set():
         raise KeyboardInterrupt
 

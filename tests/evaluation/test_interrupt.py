@@ -26,3 +26,18 @@ def test_a_ctrl_c_absorbed_by_a_wait_still_ends_the_run() -> None:
         _run_interruptible(absorbs_the_cancel())
     assert reached_the_end == [True]  # the coroutine ended normally: only the flag knew
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_callers_own_sigint_handler_is_put_back() -> None:
+    def mine(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    async def nothing() -> None:
+        return None
+
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        _run_interruptible(nothing())
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, previous)
