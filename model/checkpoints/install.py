@@ -109,10 +109,11 @@ def list_installed(data_dir: Path | None = None) -> list[Installed]:
 
 
 def stored_files(manifest: Manifest) -> tuple[FileEntry, ...]:
-    """The files an install holds: all of the checkpoint's but a base that is the embedded
-    model (the checkpoint then loads on the embedded copy; 253 MB not stored twice)."""
+    """The files an install holds: all of the checkpoint's (its PEFT folder's included) but a
+    base that is the embedded model (the checkpoint then loads on the embedded copy; 253 MB
+    not stored twice)."""
     if is_embedded_base(manifest.base):
-        return tuple(manifest.adapters)
+        return tuple(e for e in manifest.files() if e is not manifest.base)
     return manifest.files()
 
 
@@ -281,6 +282,7 @@ def _install(
         # The signature first: an untrusted or forged checkpoint costs no download.
         check_signed(staging, raw, policy)
         for entry in stored_files(manifest):
+            (staging / entry.file).parent.mkdir(exist_ok=True)  # the PEFT folder's files
             if fetcher.fetch(entry, staging / entry.file, root / _DOWNLOADS, progress):
                 cache.prime(staging / entry.file, entry.sha256)
         report = verify_checkpoint(staging, policy, cache=cache)

@@ -60,6 +60,24 @@ class AdapterEntry(FileEntry):
 
 
 @dataclass(frozen=True)
+class PeftEntry:
+    """The LoRA in PEFT's layout, for serving from vLLM: a folder of ``files`` in the checkpoint.
+
+    ``base_model`` is what its ``adapter_config.json`` names as the base (the base model's
+    name: the base here is a GGUF, while vLLM serves the same model in Hugging Face format).
+    Apprentice never loads these files; they are verified like every other file.
+    """
+
+    directory: str
+    files: tuple[FileEntry, ...]
+    base_model: str = ""
+
+    def entries(self) -> tuple[FileEntry, ...]:
+        """Its files with paths relative to the checkpoint (``peft/adapter_config.json``)."""
+        return tuple(FileEntry(f"{self.directory}/{e.file}", e.sha256, e.size) for e in self.files)
+
+
+@dataclass(frozen=True)
 class FimMarker:
     """A FIM marker: its text and its single token id in the base vocabulary."""
 
@@ -106,6 +124,8 @@ class Manifest:
     description: str = ""
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    # Absent from older manifests, which stay valid (and an older Apprentice ignores it).
+    peft: PeftEntry | None = None
 
     @property
     def label(self) -> str:
@@ -113,8 +133,9 @@ class Manifest:
         return f"{self.name}@{self.version}"
 
     def files(self) -> tuple[FileEntry, ...]:
-        """The base, then each adapter."""
-        return (self.base, *self.adapters)
+        """The base, each adapter, then the PEFT folder's files (paths inside the checkpoint)."""
+        peft = self.peft.entries() if self.peft else ()
+        return (self.base, *self.adapters, *peft)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -221,6 +242,7 @@ class _Fields:
             description=self.opt(data, "description", str, ""),
             provenance=provenance,
             schema=schema,
+            peft=self.peft(data),
         )
 
     def context_length(self, data: Mapping[str, Any]) -> int:
@@ -259,6 +281,21 @@ class _Fields:
         if not _HEX64.match(bound):
             raise self.fail(f"{prefix}base_sha256 is not a 64-digit hex digest")
         return AdapterEntry(entry.file, entry.sha256, entry.size, scale=scale, base_sha256=bound)
+
+    def peft(self, data: Mapping[str, Any]) -> PeftEntry | None:
+        """The optional ``[peft]`` table: a plain folder name and its files, each hashed."""
+        if "peft" not in data:
+            return None
+        table = self.get(data, "peft", dict)
+        directory = self.get(table, "directory", str, "peft.")
+        if not is_plain_name(directory):
+            raise self.fail(f"peft.directory {directory!r} must be a folder name in the checkpoint")
+        items = self.get(table, "files", list, "peft.")
+        files = tuple(self.entry(item, f"peft.files[{i}].") for i, item in enumerate(items))
+        if not files or len({f.file for f in files}) != len(files):
+            raise self.fail("peft.files should list each file of the folder once")
+        base_model = self.opt(table, "base_model", str, "", "peft.")
+        return PeftEntry(directory=directory, files=files, base_model=base_model)
 
     def fim(self, table: dict[str, Any]) -> FimSpec:
         template = self.opt(table, "template", str, "none", "fim.")
@@ -336,6 +373,12 @@ def manifest_toml(manifest: Manifest) -> str:
         fields = _entry_fields(adapter)
         fields.update(scale=adapter.scale, base_sha256=adapter.base_sha256)
         out += ["", "[[adapters]]", *_pairs(fields)]
+    if manifest.peft is not None:
+        peft: dict[str, Any] = {"directory": manifest.peft.directory}
+        if manifest.peft.base_model:
+            peft["base_model"] = manifest.peft.base_model
+        peft["files"] = [_entry_fields(e) for e in manifest.peft.files]
+        out += ["", "[peft]", *_pairs(peft)]
     fim = manifest.fim
     fim_fields: dict[str, Any] = {"template": fim.template}
     if fim.template != "none":

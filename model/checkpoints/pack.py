@@ -1,7 +1,8 @@
 """Pack a team checkpoint: the base GGUF, LoRA adapters and a manifest binding them together.
 
 ``pack_checkpoint`` is a plain function so that training code can package the adapter it
-just exported; ``apprentice model pack`` is a thin wrapper around it.
+just exported; ``apprentice model pack`` is a thin wrapper around it. A checkpoint may also
+carry the LoRA in PEFT's layout (``peft/``), for a team that serves it from vLLM.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from model.checkpoints.manifest import (
     FimMarker,
     FimSpec,
     Manifest,
+    PeftEntry,
     is_plain_name,
     manifest_digest,
     manifest_toml,
     parse_manifest,
 )
+from model.checkpoints.peft_files import CONFIG_NAME, PEFT_DIR, check_peft_config, peft_folder_files
 from model.checkpoints.verification import check_adapter_layout
 from model.runtime.api import ModelInfo
 from model.runtime.default_model import sha256_file
@@ -74,6 +77,7 @@ def pack_checkpoint(
     sign_key: str | os.PathLike[str] | None = None,
     signer: str = "",
     link: bool = True,
+    peft_adapter: str | os.PathLike[str] | None = None,
 ) -> Packed:
     """Put ``base`` and ``adapters`` (path, scale) in ``directory`` with a manifest; return it.
 
@@ -83,7 +87,10 @@ def pack_checkpoint(
     (``qwen2.5-coder``...); or ``psm:PREFIX,SUFFIX[,MIDDLE]`` / ``spm:PREFIX,SUFFIX[,MIDDLE]``
     naming single-token markers of the base vocabulary (``spm`` puts the suffix first).
     ``context_length`` defaults to the base's. With ``sign_key`` (a PEM private key from
-    ``apprentice model keygen``) the manifest is signed. Raises ValueError or CheckpointError
+    ``apprentice model keygen``) the manifest is signed. ``peft_adapter``: a folder written
+    by peft's ``save_pretrained`` (safetensors), packed as ``peft/`` with its
+    ``adapter_config.json`` and ``adapter_model.safetensors`` listed in the manifest like the
+    other files (llama.cpp never loads them; vLLM does). Raises ValueError or CheckpointError
     for bad input, before anything is written.
     """
     target = Path(directory).expanduser()
@@ -97,12 +104,15 @@ def pack_checkpoint(
             raise ValueError(f"{file_name!r} cannot be a checkpoint file name; rename it")
     if len(set(names)) != len(names):
         raise ValueError("the base and the adapters need distinct file names")
+    if peft_adapter is not None and PEFT_DIR in names:
+        raise ValueError(f"{PEFT_DIR!r} is the PEFT folder's name in a checkpoint; rename the file")
     spec = parse_fim_option(fim)
     custom = [spec[1], spec[2], *spec[3]] if spec else []
     base_info = read_gguf(base_path, markers={*all_markers(), *custom, *fim_stop_tokens})
     for adapter_path in sources[1:]:
         check_adapter_layout(read_gguf(adapter_path), base_info)
     fim_spec = _fim_spec(base_info, fim, fim_stop_tokens)
+    peft_sources = peft_folder_files(Path(peft_adapter)) if peft_adapter is not None else []
     key = None
     if sign_key is not None:
         from model.checkpoints.signing import load_private_key
@@ -111,6 +121,7 @@ def pack_checkpoint(
 
     target.mkdir(parents=True, exist_ok=True)
     entries = [_place(src, target / src.name, link) for src in sources]
+    peft = _place_peft(peft_sources, target / PEFT_DIR, link) if peft_sources else None
     base_entry = entries[0]
     manifest = Manifest(
         name=name,
@@ -130,6 +141,7 @@ def pack_checkpoint(
         embedding_model=embedding_model,
         description=description,
         provenance=dict(provenance or {}),
+        peft=peft,
     )
     raw = manifest_toml(manifest).encode("utf-8")
     parse_manifest(raw)  # what we write must read back (names, versions, values)
@@ -230,6 +242,15 @@ def _fim_spec(info: GgufInfo, fim: str | None, stop_tokens: Sequence[str]) -> Fi
         middle=marker(template.middle) if template.middle else None,
         stop_tokens=stops,
     )
+
+
+def _place_peft(sources: Sequence[Path], folder: Path, link: bool) -> PeftEntry:
+    """The PEFT folder's files placed in ``folder`` and described (base named by its config)."""
+    folder.mkdir(exist_ok=True)
+    files = tuple(_place(src, folder / src.name, link) for src in sources)
+    config = check_peft_config(folder / CONFIG_NAME)
+    base_model = config.get("base_model_name_or_path")
+    return PeftEntry(folder.name, files, base_model if isinstance(base_model, str) else "")
 
 
 def _place(source: Path, dest: Path, link: bool) -> FileEntry:

@@ -3,8 +3,9 @@
 The manifest (schema, fields), the signature against the trust policy, each file's size
 and sha256 (hashes cached by size, mtime, ctime and inode, so a file is hashed once per
 content), the GGUF headers (through the project's bounded reader), each adapter's binding,
-architecture and tensor layout against its base, and the declared FIM tokens against the
-vocabulary. The first failure raises CheckpointError naming the file and the check.
+architecture and tensor layout against its base, the declared FIM tokens against the
+vocabulary, and the PEFT folder's config and weights header when the checkpoint has one.
+The first failure raises CheckpointError naming the file and the check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from model.checkpoints.manifest import (
     load_manifest,
     manifest_digest,
 )
+from model.checkpoints.peft_files import check_peft_folder
 from model.checkpoints.signing import PublicKey, Signature, check_signature, parse_public_key
 from model.runtime.api import ModelError
 from model.runtime.default_model import (
@@ -187,6 +189,9 @@ def verify_checkpoint(
         checks.append("adapters")
     _check_fim(base_path, manifest.fim, base)
     checks.append("fim")
+    if manifest.peft is not None:
+        check_peft_folder(directory, manifest.peft)
+        checks.append("peft")
     digest = manifest_digest(raw)
     return Report(directory, manifest, digest, signature, base, tuple(checks), base_path)
 
