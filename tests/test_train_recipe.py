@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lsp.cli import build_parser
-from model.training.train.recipe import ALL_PROJECTIONS, Recipe, flag_of
+from model.training.train.recipe import ALL_PROJECTIONS, NOT_IDENTITY, Recipe, flag_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,17 +41,40 @@ def test_every_recipe_field_has_a_flag_whose_default_is_the_field_default(
 def test_the_flags_keep_their_names_and_types() -> None:
     args = train_args(
         "--lr", "3e-4", "--warmup", "5", "--targets", "q_proj, v_proj", "--plain-ratio", "0.25",
-        "--steps", "7", "--device", "auto",
+        "--steps", "7", "--device", "auto", "--batch-size", "8", "--precision", "fp32",
     )  # fmt: skip
     recipe = Recipe(**{item.name: getattr(args, item.name) for item in fields(Recipe)})
     assert (recipe.learning_rate, recipe.warmup_steps, recipe.steps) == (3e-4, 5, 7)
     assert recipe.targets == ("q_proj", "v_proj") and recipe.plain_ratio == 0.25
     assert recipe.device == "auto"
+    assert (recipe.batch_size, recipe.precision) == (8, "fp32")
+
+
+# Fields added since the shipped student was trained, at the values that train it as it was
+# trained: one example a step, float32 (its device was the CPU).
+ADDED_SINCE = {"batch_size": 1, "precision": "auto"}
+
+
+def shipped_settings() -> dict[str, Any]:
+    shipped = json.loads((ROOT / "model" / "student" / "training.json").read_text())
+    return dict(shipped["settings"])
 
 
 def test_the_defaults_are_the_shipped_students_recipe() -> None:
-    shipped = json.loads((ROOT / "model" / "student" / "training.json").read_text())
-    assert {**asdict(Recipe()), "targets": list(ALL_PROJECTIONS)} == shipped["settings"]
+    assert shipped_settings()["device"] == "cpu"
+    expected = {**ADDED_SINCE, **shipped_settings()}
+    assert {**asdict(Recipe()), "targets": list(ALL_PROJECTIONS)} == expected
+
+
+def test_a_run_from_before_batches_keeps_its_identity() -> None:
+    """One example a step adds nothing to the identity: older step checkpoints resume."""
+    before = {k: v for k, v in shipped_settings().items() if k not in NOT_IDENTITY}
+    assert Recipe().identity() == before
+
+
+def test_the_batch_is_part_of_a_runs_identity_and_the_precision_is_not() -> None:
+    assert Recipe(batch_size=8).identity() == {**Recipe().identity(), "batch_size": 8}
+    assert Recipe(precision="fp32").identity() == Recipe().identity()
 
 
 def test_make_student_passes_only_its_variables() -> None:
@@ -69,6 +92,8 @@ def test_make_student_passes_only_its_variables() -> None:
     ("change", "words"),
     [
         ({"steps": 0}, "--steps"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"precision": "bf16"}, "--precision bf16: choose auto or fp32"),
         ({"max_tokens": 8}, "--max-tokens"),
         ({"plain_ratio": 1.5}, "--plain-ratio"),
         ({"save_every": 0}, "--save-every"),
