@@ -16,6 +16,9 @@ from typing import Any
 from lsp.cli.common import print_json, say
 from lsp.cli.progress import ProgressBar
 
+# Threads asking the teacher at once; more would only queue at any real server.
+MAX_CONCURRENCY = 64
+
 
 def add_commands(commands: Any, model_commands: Any) -> None:
     """Register ``distill`` and ``train``."""
@@ -41,6 +44,15 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     distill.add_argument("--retries", type=int, default=3, help="tries after a timeout or error")
     distill.add_argument(
         "--rate", type=float, default=0.0, help="at most this many teacher requests per second"
+    )
+    distill.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="teacher requests in flight at once (default 1); a server that batches (vLLM, "
+        "llama.cpp's llama-server --parallel N) answers N about as fast as one. The dataset "
+        "does not depend on it",
     )
     distill.add_argument("--fim-template", help="the teacher's FIM family (default: detected)")
     distill.add_argument("--heldout", type=float, default=0.2, help="share of files held out")
@@ -151,12 +163,26 @@ def _limits(text: str) -> Any:
     return TaskLimits(**values)
 
 
-def _teacher(args: argparse.Namespace) -> Any:
+def _concurrency(args: argparse.Namespace, spec: Any) -> int:
+    """--concurrency, checked; 1 for a teacher in this process, which answers one at a time."""
+    wanted = int(args.concurrency)
+    if not 1 <= wanted <= MAX_CONCURRENCY:
+        raise ValueError(f"--concurrency {wanted}: expected 1 to {MAX_CONCURRENCY}")
+    if wanted > 1 and spec.url is None and spec.kind != "none":
+        # Its requests would wait for each other, and the wait counts against
+        # --teacher-timeout: more threads only bring timeouts.
+        say(
+            f"note: the teacher {spec.shown} runs in this process and answers one request at "
+            f"a time; --concurrency {wanted} ignored (it helps with a server that batches)"
+        )
+        return 1
+    return wanted
+
+
+def _teacher(args: argparse.Namespace, spec: Any) -> Any:
     """The Teacher the --teacher option names (None for ground truth only)."""
-    from model.checkpoints.spec import TEACHER, parse_model_spec
     from model.training.distill.teacher import Teacher, TeacherSettings
 
-    spec = parse_model_spec(args.teacher, allow=TEACHER)
     if spec.kind == "none":
         return None
     settings = TeacherSettings(
@@ -190,6 +216,15 @@ def _teacher(args: argparse.Namespace) -> Any:
     return Teacher(backend, spec.shown, settings)
 
 
+def _distill_line(report: Any) -> str:
+    """Distillation's progress line: files, tasks, speed, requests in flight, time left."""
+    eta = f" ETA {report.eta_s:.0f}s" if report.eta_s is not None else ""
+    return (
+        f"distill {report.files_done}/{report.files_total} files {report.tasks_done} tasks "
+        f"{report.tasks_per_s:.1f} tasks/s {report.in_flight} in flight{eta}"
+    )
+
+
 def _step_line(report: Any) -> str:
     """A training step as its progress line: loss, held-out loss, speed, time left."""
     held = f" held-out {report.heldout_loss:.3f}" if report.heldout_loss is not None else ""
@@ -201,6 +236,7 @@ def _step_line(report: Any) -> str:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """``apprentice distill REPO... -o DATASET``: tasks, teacher samples, verified, split."""
+    from model.checkpoints.spec import TEACHER, parse_model_spec
     from model.training.distill.run import DistillSettings, distill
 
     settings = DistillSettings(
@@ -212,7 +248,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
         licence=args.licence,
         excludes=tuple(args.exclude),
     )
-    teacher = _teacher(args)
+    spec = parse_model_spec(args.teacher, allow=TEACHER)
+    concurrency = _concurrency(args, spec)
+    teacher = _teacher(args, spec)
     progress = ProgressBar(unit="files")
     try:
         card = distill(
@@ -220,7 +258,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
             Path(args.output),
             teacher,
             settings,
-            progress=progress,
+            concurrency=concurrency,
+            progress=lambda report: progress.line(
+                "distill", report.files_done, report.files_total, _distill_line(report)
+            ),
         )
     finally:
         progress.close()

@@ -2,7 +2,10 @@
 
 Work is saved per task in ``OUT/.distill/results.jsonl`` (appended and fsynced), so an
 interrupted run resumes where it stopped; the dataset files are written atomically at
-the end.
+the end. With ``concurrency`` above 1 several tasks run at once (``pool``): records are
+appended as tasks finish, each with its task's place in the run (``seq``), and the
+dataset is built from the records sorted by that place, so it is the same whatever the
+concurrency and however often the run was interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -41,13 +45,15 @@ from model.training.distill.dataset import (
     write_jsonl,
 )
 from model.training.distill.fixes import fix_tasks
+from model.training.distill.pool import TaskPool
+from model.training.distill.progress import DistillProgress, ProgressTracker
 from model.training.distill.tasks import Task, TaskLimits, tasks_for_source
-from model.training.distill.teacher import Teacher
+from model.training.distill.teacher import Teacher, TeacherStoppedError
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_DIR = ".distill"
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[DistillProgress], None]
 # Build the tasks of one file: (repo name, path, text) -> tasks. Swappable for the
 # evaluation harness's own cutting.
 TaskSource = Callable[[str, str, str], list[Task]]
@@ -80,10 +86,15 @@ def distill(
     teacher: Teacher | None,
     settings: DistillSettings | None = None,
     *,
+    concurrency: int = 1,
     progress: Progress | None = None,
     task_source: TaskSource | None = None,
 ) -> dict[str, Any]:
-    """Build the dataset at ``out`` from ``repos``; returns its card. Resumes unfinished work."""
+    """Build the dataset at ``out`` from ``repos``; returns its card. Resumes unfinished work.
+
+    Up to ``concurrency`` tasks (their teacher requests and checks) run at once; it does
+    not change the dataset, so a run may resume with another.
+    """
     settings = settings or DistillSettings()
     if not repos:
         raise DatasetError("no repository given")
@@ -99,41 +110,92 @@ def distill(
         lambda repo, path, text: tasks_for_source(repo, path, text, settings.limits, settings.seed)
     )
     ruff = RuffRunner(timeout_s=10.0)
-    total_files = sum(len(s.files) for s in sources)
-    files_done = 0
+    tracker = ProgressTracker(
+        sum(len(s.files) for s in sources),
+        progress,
+        lambda: teacher.in_flight if teacher is not None else 0,
+    )
     started = time.monotonic()
+    # Held while this thread cuts tasks and while a pool thread checks a sample: both
+    # build syntax trees, which threads must not do at once (SampleChecker says why).
+    parsing = threading.Lock()
+    checkers: list[SampleChecker] = []
     with (state / "results.jsonl").open("a", encoding="utf-8") as handle:
         log = _Log(handle)
-        for source in sources:
-            checker = SampleChecker(source.root, run_tests=settings.run_tests)
-            try:
-                for path in source.files:
-                    text = read_source_text(source.root / path)
-                    if text is not None:
-                        tasks = build(source.name, path, text)
-                        tasks += fix_tasks(
-                            source.name,
-                            path,
-                            source.root / path,
-                            text,
-                            settings.limits.fix,
-                            ruff,
-                            settings.seed,
-                        )
+
+        def deliver(finished: tuple[int, dict[str, Any]]) -> None:
+            file, record = finished
+            log.append(record)
+            tracker.task_done(file)
+
+        try:
+            with TaskPool(
+                concurrency, deliver, stop=_stopper(teacher), tick=tracker.report
+            ) as pool:
+                seq = 0  # the task's place in the run: the same in every run of this config
+                file = 0
+                for source in sources:
+                    checker = SampleChecker(
+                        source.root, run_tests=settings.run_tests, parsing=parsing
+                    )
+                    checkers.append(checker)
+                    for path in source.files:
+                        file += 1
+                        with parsing:
+                            text, tasks = _file_tasks(source, path, build, settings, ruff)
+                        todo: list[tuple[int, Task]] = []
                         for task in tasks:
-                            if task.id in done:
-                                continue
-                            record = _distill_task(task, text, teacher, checker)
-                            log.append(record)
-                            done.add(task.id)
-                    files_done += 1
-                    if progress is not None:
-                        progress("distill", files_done, total_files)
-            finally:
+                            seq += 1
+                            if task.id not in done:
+                                done.add(task.id)
+                                todo.append((seq, task))
+                        tracker.file_cut(file, len(todo))
+                        for place, task in todo:
+                            pool.submit(_job(file, place, task, text, teacher, checker))
+                pool.drain()
+        finally:
+            for checker in checkers:
                 checker.close()
+            tracker.report()
         os.fsync(handle.fileno())
-    logger.info("distilled %d files in %.1f s", total_files, time.monotonic() - started)
+    logger.info(
+        "distilled %d files (%d tasks) in %.1f s with %d at once",
+        tracker.files_total,
+        tracker.tasks_done,
+        time.monotonic() - started,
+        concurrency,
+    )
     return _finish(Path(out), sources, settings, teacher, teacher_model)
+
+
+def _file_tasks(
+    source: _Repo, path: str, build: TaskSource, settings: DistillSettings, ruff: RuffRunner
+) -> tuple[str, list[Task]]:
+    """One file's text and its tasks, holes then fixes (none when it cannot be read)."""
+    text = read_source_text(source.root / path)
+    if text is None:
+        return "", []
+    holes = build(source.name, path, text)
+    fixes = fix_tasks(
+        source.name, path, source.root / path, text, settings.limits.fix, ruff, settings.seed
+    )
+    return text, holes + fixes
+
+
+def _job(
+    file: int, seq: int, task: Task, text: str, teacher: Teacher | None, checker: SampleChecker
+) -> Callable[[], tuple[int, dict[str, Any]]]:
+    """One task's work for a pool thread: its file number and its record."""
+
+    def run() -> tuple[int, dict[str, Any]]:
+        return file, {"seq": seq, **_distill_task(task, text, teacher, checker)}
+
+    return run
+
+
+def _stopper(teacher: Teacher | None) -> Callable[[], None]:
+    """What stops the pool's running work: the teacher's requests (checks are short)."""
+    return teacher.stop if teacher is not None else lambda: None
 
 
 def _scan(root: Path, settings: DistillSettings) -> _Repo:
@@ -243,6 +305,8 @@ def _distill_task(
     samples = teacher.samples(task) if teacher is not None else []
     kept = 0
     for sample in samples:
+        if teacher is not None and teacher.stopping:
+            raise TeacherStoppedError(f"teacher {teacher.name} was stopped")
         if any(_same(sample, middle) for _, middle in middles):
             rejected["duplicate"] += 1
             continue
@@ -287,7 +351,9 @@ def _finish(
     teacher_model: str,
 ) -> dict[str, Any]:
     """Dedupe, split by file, write the splits and the card (each file atomically)."""
-    records = list(_records(out / PROGRESS_DIR / "results.jsonl"))
+    # In the tasks' order, not the order they finished in. Records of a run from before
+    # ``seq`` existed were written in task order, ahead of any later one: they stay first.
+    records = sorted(_records(out / PROGRESS_DIR / "results.jsonl"), key=lambda r: r.get("seq", 0))
     if not any(record["examples"] for record in records):
         raise DatasetError(
             "no examples: the repositories gave no tasks (files too small, or none parse)"
