@@ -65,6 +65,7 @@ class _Endpoint:
     port: int | None
     netloc: str
     prefix: str
+    model: str | None = None  # the URL's ``#model-id``, as model specs write it
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://{self.netloc}{self.prefix}{path}"
@@ -95,7 +96,8 @@ def _parse_base_url(base_url: str) -> _Endpoint:
         prefix += "/v1"
     # Userinfo never reaches messages: it may hold a password.
     netloc = parts.netloc.rpartition("@")[2]
-    return _Endpoint(parts.scheme, parts.hostname, port, netloc, prefix)
+    model = parts.fragment.strip() or None
+    return _Endpoint(parts.scheme, parts.hostname, port, netloc, prefix, model)
 
 
 def _refuse_plain_http_key(endpoint: _Endpoint) -> None:
@@ -131,9 +133,17 @@ class RemoteBackend:
         request_timeout: float = 60.0,
         context_length: int = 4096,
         breaker: CircuitBreaker | None = None,
+        repeat_penalty: float | None = None,
     ) -> None:
         self._endpoint = _parse_base_url(base_url)
-        self._model = model or None
+        # ``model`` (model.remoteModel) wins over the URL's ``#model-id``: a server that
+        # serves a base and its adapters (vLLM --lora-modules) lists the base first, so an
+        # id dropped here would ask the base instead of the adapter.
+        self._model = model or self._endpoint.model
+        # Sent when set: llama_cpp.server penalises repeats (1.1) in every request that does
+        # not say otherwise, so the same model there answers unlike Apprentice's own worker
+        # (1.0); llama-server takes it too, vLLM ignores it (and logs so).
+        self._repeat_penalty = repeat_penalty
         self._api_key = api_key or os.environ.get(API_KEY_ENV) or None
         if self._api_key:
             _refuse_plain_http_key(self._endpoint)
@@ -252,6 +262,8 @@ class RemoteBackend:
             body["stop"] = list(dict.fromkeys(stop))
         if request.seed is not None:
             body["seed"] = request.seed
+        if self._repeat_penalty is not None:
+            body["repeat_penalty"] = self._repeat_penalty
         return json.dumps(body).encode("utf-8")
 
     def _read_stream(
