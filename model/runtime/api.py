@@ -81,11 +81,27 @@ class CancelToken:
 
 
 @dataclass(frozen=True)
+class NameConstraint:
+    """The identifier a generation starts with must be one of ``names`` (constrained decoding).
+
+    ``typed`` is the part of the identifier the prompt already ends with (the user typed
+    ``os.pa``: ``"pa"``); only names starting with it are allowed, and the generation writes
+    the rest. ``lead`` is the blank the generation writes first (spaces token healing left
+    out of the prompt). Once the identifier ends, decoding is free again.
+    """
+
+    names: tuple[str, ...]
+    typed: str = ""
+    lead: str = ""
+
+
+@dataclass(frozen=True)
 class CompletionRequest:
     """One generation: a prompt plus the limits that end it.
 
     ``deadline`` is a ``time.monotonic()`` instant; generation stops between tokens
-    once it passes, as it does when ``cancel`` is signalled.
+    once it passes, as it does when ``cancel`` is signalled. ``names`` (llama.cpp only;
+    other backends ignore it) restricts the first identifier generated.
     """
 
     prompt: Prompt
@@ -97,6 +113,7 @@ class CompletionRequest:
     temperature: float = 0.0
     top_p: float = 0.95
     seed: int | None = None
+    names: NameConstraint | None = None
 
     def seconds_left(self) -> float | None:
         """Seconds until the deadline (never negative), or None without one."""
@@ -108,9 +125,39 @@ class CompletionRequest:
 FinishReason = Literal["stop", "length", "cancelled", "deadline"]
 
 
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """How sure the model was of the tokens it generated: natural-log probabilities (all <= 0)
+    of each token under the model's own distribution, summarised."""
+
+    mean: float
+    minimum: float
+    first: float
+    count: int
+
+    @staticmethod
+    def from_json(data: object) -> TokenLogprobs | None:
+        """Read ``{"mean", "minimum", "first", "count"}``; None when absent or malformed."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            return TokenLogprobs(
+                float(data["mean"]),
+                float(data["minimum"]),
+                float(data["first"]),
+                int(data["count"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
 @dataclass
 class Usage:
-    """What one generation cost; filled in when its stream ends."""
+    """What one generation cost; filled in when its stream ends.
+
+    ``logprobs`` is None where the backend does not report them (remote servers) or no
+    token was generated.
+    """
 
     model: str = ""
     prompt_tokens: int = 0
@@ -118,6 +165,9 @@ class Usage:
     completion_tokens: int = 0
     finish_reason: FinishReason = "stop"
     seconds: float = 0.0
+    logprobs: TokenLogprobs | None = None
+    # Generated tokens that constrained decoding restricted (``CompletionRequest.names``).
+    constrained_tokens: int = 0
 
 
 class CompletionStream(Iterator[str]):

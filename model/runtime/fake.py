@@ -12,6 +12,7 @@ from model.runtime.api import (
     CompletionRequest,
     CompletionStream,
     ModelInfo,
+    TokenLogprobs,
     Usage,
     render_prompt,
 )
@@ -27,11 +28,15 @@ class FakeBackend:
     ``token_delay`` slows generation so tests can cancel it mid-way; ``requests``
     records every request received; prefix reuse is simulated like llama.cpp's
     (tokens shared with the previous prompt are not counted as evaluated).
+    ``logprobs(rendered_prompt)`` gives the token log-probabilities a generation reports
+    (None, the default: none, as a remote server); they are reported only when a token
+    was generated, as llama.cpp's are.
     """
 
     respond: Responder = field(default=lambda prompt: "pass")
     info_value: ModelInfo = field(default_factory=lambda: ModelInfo(name="fake"))
     token_delay: float = 0.0
+    logprobs: Callable[[str], TokenLogprobs | None] = field(default=lambda prompt: None)
     requests: list[CompletionRequest] = field(default_factory=list)
     _previous: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,6 +88,8 @@ class FakeBackend:
                 if self.token_delay:
                     time.sleep(self.token_delay)
                 usage.completion_tokens = count
+                if count == 1:
+                    usage.logprobs = self.logprobs(prompt)
                 yield piece
             usage.seconds = time.monotonic() - started
 

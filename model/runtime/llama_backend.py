@@ -27,6 +27,7 @@ from model.runtime.api import (
     ModelError,
     ModelInfo,
     SpecialToken,
+    TokenLogprobs,
     Usage,
 )
 from model.runtime.fim import FimTemplate, all_markers
@@ -415,6 +416,7 @@ class LlamaCppBackend:
                     "temperature": request.temperature,
                     "top_p": request.top_p,
                     "seed": request.seed,
+                    **_names_message(request),
                 }
             )
             finished = False
@@ -461,6 +463,8 @@ class LlamaCppBackend:
                         usage.completion_tokens = int(data["completion_tokens"])
                         usage.finish_reason = data["finish_reason"]
                         usage.seconds = float(data["seconds"])
+                        usage.logprobs = TokenLogprobs.from_json(data.get("logprobs"))
+                        usage.constrained_tokens = int(data.get("constrained_tokens", 0))
                         if cancel_sent and usage.finish_reason != "stop":
                             usage.finish_reason = "cancelled"
                         return
@@ -498,6 +502,14 @@ def _no_snapshots(snapshot_mb: int) -> dict[str, Any]:
         "save_ms": 0.0,
         "restore_ms": 0.0,
     }
+
+
+def _names_message(request: CompletionRequest) -> dict[str, Any]:
+    """The ``names`` entry of a ``complete`` message: absent unless the request constrains."""
+    names = request.names
+    if names is None:
+        return {}
+    return {"names": {"names": list(names.names), "typed": names.typed, "lead": names.lead}}
 
 
 def _encode(prompt: Sequence[str | SpecialToken]) -> list[list[str]]:

@@ -23,8 +23,10 @@ from typing import IO, Any
 
 import numpy as np
 
+from model.runtime.constrain import WorkerConstraints
 from model.runtime.kv_snapshots import KvSnapshots, common_prefix
 from model.runtime.spare_cores import SpareCores
+from model.runtime.token_scores import TokenScorer
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ class _Engine:
         low = int(options["n_threads"])
         self.cores = SpareCores(low, int(options.get("n_threads_max") or low))
         self._threads = (low, kwargs["n_threads_batch"])
+        # Names by construction (model.runtime.constrain): the vocabulary indexed on first use.
+        self.constraints = WorkerConstraints(self.llm, llama_cpp)
 
     def _use_threads(self) -> None:
         """Before a llama.cpp step: the threads the machine can give it now."""
@@ -224,12 +228,13 @@ class _Engine:
             "finish_reason": "length",
         }
         pieces = _StopFilter(stops)
+        scorer = TokenScorer(self.llm, self._llama_cpp)
         if interrupted is not None:
             usage["finish_reason"] = interrupted
             max_tokens = 0
         if max_tokens > 0:
             for finish, text in self._tokens_text(
-                tokens, message, stop_ids, max_tokens, usage, inbox, request_id, deadline
+                tokens, message, stop_ids, max_tokens, usage, inbox, request_id, deadline, scorer
             ):
                 if text:
                     emitted, stopped = pieces.feed(text)
@@ -246,6 +251,7 @@ class _Engine:
             protocol.send({"id": request_id, "piece": tail})
         usage["prompt_tokens_evaluated"] = prefilled + evaluated.prompt_tokens
         usage["seconds"] = time.monotonic() - started
+        usage["logprobs"] = scorer.summary.as_json()
         evaluated.detach()
         return usage
 
@@ -293,11 +299,17 @@ class _Engine:
         inbox: _Inbox,
         request_id: int,
         deadline: float | None,
+        scorer: TokenScorer,
     ) -> Iterator[tuple[str | None, str]]:
-        """Yield (finish reason or None, decoded text) per sampled token."""
+        """Yield (finish reason or None, decoded text) per sampled token; ``scorer`` gets
+        each counted token's log-probability."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         temperature = float(message.get("temperature", 0.0))
         self._use_threads()
+        extra: dict[str, Any] = {}
+        constraint = self.constraints.processor(message.get("names"), len(tokens))
+        if constraint is not None:  # never with logit_bias: llama-cpp-python drops both
+            extra["logits_processor"] = self._llama_cpp.LogitsProcessorList([constraint])
         generator = self.llm.generate(
             tokens,
             temp=temperature,
@@ -305,6 +317,7 @@ class _Engine:
             top_k=40,
             min_p=0.05,
             repeat_penalty=1.0,
+            **extra,
         )
         try:
             for token in generator:
@@ -319,6 +332,9 @@ class _Engine:
                     yield "stop", ""
                     return
                 usage["completion_tokens"] += 1
+                scorer.score(token)  # before the generator resumes: the next step overwrites
+                if constraint is not None:
+                    usage["constrained_tokens"] = constraint.steps
                 text = decoder.decode(self.llm.detokenize([token]))
                 finished = usage["completion_tokens"] >= max_tokens
                 yield ("length" if finished else None), text
