@@ -32,7 +32,7 @@ from model.training.train.loop import (  # noqa: E402
     samples_of,
     train_lora,
 )
-from model.training.train.parallel import World, start_world  # noqa: E402
+from model.training.train.parallel import World, autocast, start_world  # noqa: E402
 from model.training.train.state import (  # noqa: E402
     STEPS_DIR,
     completed_steps,
@@ -271,3 +271,16 @@ def test_a_launch_without_its_rendezvous_is_one_line(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("RANK", "one")
     with pytest.raises(TrainingError, match="RANK='one' is not a number"):
         start_world("cpu")
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")  # a CPU-only torch
+def test_auto_precision_is_bf16_on_a_gpu_that_has_it_and_float32_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    on_gpu = autocast("cuda:1", "auto")
+    assert isinstance(on_gpu, torch.autocast) and on_gpu.fast_dtype == torch.bfloat16
+    assert not isinstance(autocast("cuda:1", "fp32"), torch.autocast)
+    assert not isinstance(autocast("cpu", "auto"), torch.autocast)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert not isinstance(autocast("cuda", "auto"), torch.autocast)  # e.g. a V100 or a T4

@@ -212,13 +212,7 @@ def train_lora(
     recent: list[float] = []
     for step in range(start, settings.steps):
         batch = [
-            encode(
-                train[example_at(sample, len(train), settings.seed)],
-                tokens,
-                settings.max_tokens,
-                max_middle=settings.max_middle,
-                plain=is_plain(sample, settings),
-            )
+            _encoded(train, tokens, sample, settings)
             for sample in samples_of(step, settings.batch_size, share)
         ]
         rate = learning_rate(settings, step)
@@ -272,6 +266,17 @@ def train_lora(
         seconds=spent[0] + time.monotonic() - started,
         tokens=spent[1] + tokens_seen,
         log=log,
+    )
+
+
+def _encoded(train: Sequence[Example], tokens: Tokens, sample: int, settings: Recipe) -> Encoded:
+    """The token ids that ``sample`` trains: its example, plain or in the FIM layout."""
+    return encode(
+        train[example_at(sample, len(train), settings.seed)],
+        tokens,
+        settings.max_tokens,
+        max_middle=settings.max_middle,
+        plain=is_plain(sample, settings),
     )
 
 
