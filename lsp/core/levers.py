@@ -102,6 +102,14 @@ LEVERS: tuple[Lever, ...] = (
         "With the server's budget (--as-typed, 60 holes, empty line): pass@1 0.38 with, 0.30 "
         "without; exact 0.32 with, 0.22 without.",
     ),
+    Lever(
+        "complete_names",
+        False,
+        "Where the legal names at the cursor are all known (after `module.` or `Class.` the "
+        "index reads, after `from module import`), the model may only write one of them "
+        "(constrained decoding); elsewhere decoding stays free.",
+        "Not measured yet: off until it is.",
+    ),
 )
 
 LEVER_NAMES: tuple[str, ...] = tuple(lever.name for lever in LEVERS)

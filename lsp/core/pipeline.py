@@ -20,6 +20,7 @@ from lint_bridge.api import Document, Splice, Verdict
 from lint_bridge.verify import Verifier
 from lsp.core.attempts import Attempts, SuffixAsks
 from lsp.core.coldstart import ColdStart
+from lsp.core.legal_names import name_constraint
 from lsp.core.linestart import line_start
 from lsp.core.pipeline_types import CompletionResult, Cursor, PipelineSettings
 from lsp.core.text.clean import CompletionPlan, clean_completion, plan_completion, single_line
@@ -251,6 +252,9 @@ class CompletionPipeline:
         )
         stages.mark("prompt")
         max_tokens = settings.max_tokens_multiline if plan.multiline else settings.max_tokens
+        # Lever complete_names: only legal names, where all of them are known.
+        blank = self._blank(cursor)
+        names = name_constraint(cursor, self.verifier, blank) if settings.complete_names else None
         verdict = "accept" if self.verifier else "unchecked"
         attempts = max(1, settings.candidates)  # grows while candidates are only held
         for attempt in itertools.count():
@@ -273,8 +277,10 @@ class CompletionPipeline:
                 # The first candidate is greedy; later ones sample, so they differ.
                 temperature=settings.temperature if attempt == 0 else settings.sample_temperature,
                 seed=None if attempt == 0 else attempt,
+                names=names,
             )
             stream = self.backend.complete(request)
+            outcome.begin(stream.usage)
             raw, early = self._consume(
                 stream, cursor, plan, limits.soft, stop_early, outcome, stages
             )
@@ -458,6 +464,8 @@ class CompletionPipeline:
             candidates=outcome.count,
             rejected_reasons=tuple(outcome.reasons),
             replaced=replaced,
+            logprobs=outcome.logprobs(),
+            constrained_tokens=usage.constrained_tokens,
         )
         result.stages_ms = stages.spent
         logger.info(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lsp.core.levers import default_of
+from model.runtime.api import TokenLogprobs
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class PipelineSettings:
     suffix_body: bool = default_of("suffix_body")
     suffix_syntax: bool = default_of("suffix_syntax")
     snippet_heads: bool = default_of("snippet_heads")
+    complete_names: bool = default_of("complete_names")
     # Candidates tried beyond ``candidates`` while the verified ones do not do what the code
     # below asks (names it reads, a body waiting for its opener); the deadline still holds.
     extra_candidates: int = 2
@@ -89,6 +91,11 @@ class CompletionResult:
     # Characters before the cursor (whitespace on its line) that the suggestion replaces:
     # the editor's item range starts that far before the cursor.
     replaced: int = 0
+    # How sure the model was of the shown candidate's tokens (None: the backend does not
+    # say, or nothing is shown), and how many tokens of all candidates constrained decoding
+    # restricted to legal names (lever ``complete_names``).
+    logprobs: TokenLogprobs | None = None
+    constrained_tokens: int = 0
 
     def as_json(self) -> dict[str, object]:
         """The ``--json`` shape of ``apprentice complete``."""
@@ -106,5 +113,7 @@ class CompletionResult:
             "rejected_reasons": list(self.rejected_reasons),
             "context": list(self.snippets_used),
             "replaced": self.replaced,
+            "logprobs": None if self.logprobs is None else asdict(self.logprobs),
+            "constrained_tokens": self.constrained_tokens,
             "stages_ms": {name: round(ms, 1) for name, ms in self.stages_ms.items()},
         }
