@@ -284,24 +284,28 @@ def test_a_full_disk_while_writing_a_dataset_file(tmp_path: Path, monkeypatch: A
     assert [p.name for p in tmp_path.iterdir()] == ["train.jsonl"]
 
 
-def test_base_must_fit_the_dataset_format() -> None:
+def test_any_base_fits_a_dataset_unless_the_card_binds_one() -> None:
+    """The examples are text: a v1 card's apprentice-gemma3 no longer keeps other bases out."""
     card = {"format": {"family": "apprentice-gemma3", "version": 1}}
     check_base_fits(card, TINY_BASE)
     llama = BaseModel(Path("llama.gguf"), "1" * 64, "llama", 2, "llama")
-    with pytest.raises(TrainingError, match="is llama"):
-        check_base_fits(card, llama)
+    check_base_fits(card, llama)
     bound = {**card, "base_sha256": "f" * 64}
     with pytest.raises(TrainingError, match="distilled for base"):
         check_base_fits(bound, TINY_BASE)
 
 
-def test_describe_base_refuses_a_non_gemma_gguf(tmp_path: Path) -> None:
+def test_describe_base_refuses_an_architecture_outside_the_table(tmp_path: Path) -> None:
     from model.training.train.base import describe_base
     from tests.gguf_writer import tiny_model as tiny_gguf
 
-    path = tiny_gguf().write(tmp_path / "llama.gguf")
-    with pytest.raises(TrainingError, match="is a llama model"):
+    path = tiny_gguf(architecture="bloom").write(tmp_path / "bloom.gguf")
+    with pytest.raises(TrainingError) as refused:
         describe_base(str(path))
+    message = str(refused.value)
+    assert message.startswith("bloom.gguf is a bloom model; apprentice train takes ")
+    assert "llama (Llama, CodeLlama, DeepSeek-Coder, Mistral)" in message
+    assert all(name in message for name in ("qwen2", "starcoder2", "gemma2", "gemma3", "phi3"))
 
 
 def test_summary_json_is_plain(tmp_path: Path) -> None:
@@ -319,3 +323,27 @@ def test_the_export_gate_counts_decisive_positions_only() -> None:
     assert flaky.ok and flaky.as_json()["decisive"] == 36
     assert not Agreement(40, 0.99, 0.4, 0.6, decisive=36, decisive_agreement=0.9).ok
     assert not Agreement(40, 1.0, 0.4, 0.6, decisive=0, decisive_agreement=0.0).ok
+
+
+def test_datasets_of_both_format_versions_load(tmp_path: Path) -> None:
+    """v1 (its card named apprentice-gemma3) and v2 hold the same text parts; v3 is refused."""
+    from model.training.distill.dataset import (
+        CARD_JSON,
+        DatasetError,
+        dataset_format,
+        load_dataset,
+        write_jsonl,
+    )
+
+    assert dataset_format() == {"family": "text", "version": 2, "rendered": "apprentice-gemma3"}
+    for fmt in ({"family": "apprentice-gemma3", "version": 1}, dataset_format()):
+        directory = tmp_path / f"v{fmt['version']}"
+        directory.mkdir()
+        write_jsonl(directory / "train.jsonl", [example(1)])
+        write_jsonl(directory / "heldout.jsonl", [])
+        (directory / CARD_JSON).write_text(json.dumps({"format": fmt}))
+        _, train, _ = load_dataset(directory)
+        assert train == [example(1)]
+    (tmp_path / "v2" / CARD_JSON).write_text(json.dumps({"format": {"version": 3}}))
+    with pytest.raises(DatasetError, match="format v3; this trainer reads v1 and v2"):
+        load_dataset(tmp_path / "v2")

@@ -132,19 +132,34 @@ KNOWN_TEMPLATES: Mapping[str, FimTemplate] = _known(
     ),
 )
 
-# Families taught by ``apprentice train``: never chosen from a vocabulary alone (Gemma's
-# ``<unusedN>`` tokens exist in every Gemma 3, trained or not), only when a checkpoint
-# declares its family (``completion.fimTemplate``). Suffix first, then the prefix, and the
-# middle continues the prefix as plain left-to-right text; ``<unused2>`` ends the middle.
+# Families taught by ``apprentice train`` on a base's reserved tokens, for bases without FIM
+# tokens of their own: never chosen from a vocabulary alone (Gemma's ``<unusedN>`` tokens
+# exist in every Gemma, trained or not), only when a checkpoint declares its family
+# (``completion.fimTemplate``). Suffix first, then the prefix, and the middle continues the
+# prefix as plain left-to-right text; the first stop token ends the middle.
 STUDENT_FAMILY = "apprentice-gemma3"
-TRAINED_TEMPLATES: Mapping[str, FimTemplate] = _known(
-    FimTemplate(
-        family=STUDENT_FAMILY,
-        prefix="<unused0>",
-        suffix="<unused1>",
+
+
+def _reserved(family: str, prefix: str, suffix: str, end: str, eos: str) -> FimTemplate:
+    return FimTemplate(
+        family=family,
+        prefix=prefix,
+        suffix=suffix,
         middle=None,
         order="spm",
-        stop_tokens=("<unused2>", "<eos>"),
+        stop_tokens=(end, eos),
+    )
+
+
+TRAINED_TEMPLATES: Mapping[str, FimTemplate] = _known(
+    _reserved(STUDENT_FAMILY, "<unused0>", "<unused1>", "<unused2>", "<eos>"),
+    _reserved("apprentice-gemma2", "<unused0>", "<unused1>", "<unused2>", "<eos>"),
+    _reserved(
+        "apprentice-phi3",
+        "<|placeholder1|>",
+        "<|placeholder2|>",
+        "<|placeholder3|>",
+        "<|endoftext|>",
     ),
 )
 

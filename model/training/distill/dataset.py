@@ -1,10 +1,16 @@
-"""The distilled dataset: examples in the student's FIM format, split by file, and its card.
+"""The distilled dataset: examples as text (prefix, suffix, middle), split by file, and its card.
 
 On disk a dataset is a directory: ``train.jsonl`` and ``heldout.jsonl`` (one example per
 line) and ``card.json`` / ``CARD.md`` (sources and licences, counts, reject reasons, the
-teacher). Each example keeps its parts (``prefix``, ``suffix``, ``middle``) for
-``apprentice train``, which lays them out with the base's tokenizer, and the same example
-rendered as plain ``prompt`` / ``completion`` strings for any other trainer.
+teacher). The examples are layout-neutral: each keeps its parts (``prefix``, ``suffix``,
+``middle``), which ``apprentice train`` lays out in the FIM layout of whichever base it
+trains, with that base's tokenizer. For other trainers each line also carries the example
+rendered as plain ``prompt`` / ``completion`` strings in the apprentice student's layout
+(``RENDERED_FAMILY``).
+
+Format version 2 (``dataset_format``) says the parts are what counts; version 1 datasets
+(whose card named ``apprentice-gemma3`` as if it bound the base) hold the same parts and
+are read the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from model.runtime.prompt import PromptInput, build_prompt
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FORMAT_FAMILY = "text"  # prefix, suffix and middle as text; the layout is the trainer's choice
+READABLE_VERSIONS = (1, 2)
+RENDERED_FAMILY = STUDENT_FAMILY  # the layout of each line's prompt / completion strings
 TRAIN_FILE = "train.jsonl"
 HELDOUT_FILE = "heldout.jsonl"
 CARD_JSON = "card.json"
@@ -37,7 +46,12 @@ _RENDER_BUDGET = 1024
 
 
 class DatasetError(ModelError):
-    """A dataset is missing, empty or not in the student's format."""
+    """A dataset is missing, empty or in a format this trainer does not read."""
+
+
+def dataset_format() -> dict[str, Any]:
+    """The card's ``format`` entry for a dataset written now."""
+    return {"family": FORMAT_FAMILY, "version": FORMAT_VERSION, "rendered": RENDERED_FAMILY}
 
 
 @dataclass(frozen=True)
@@ -90,8 +104,9 @@ def suffix_window(suffix: str) -> str:
 
 
 def render_example(example: Example) -> tuple[str, str]:
-    """The example as the server would prompt the student, and what the student should answer."""
-    template = TRAINED_TEMPLATES[STUDENT_FAMILY]
+    """The example as the server would prompt the shipped student (``RENDERED_FAMILY``), and
+    what the student should answer: a convenience for trainers that take strings."""
+    template = TRAINED_TEMPLATES[RENDERED_FAMILY]
     built = build_prompt(
         PromptInput(example.path, example.language, example.prefix, example.suffix),
         template,
@@ -207,10 +222,12 @@ def load_dataset(directory: Path) -> tuple[dict[str, Any], list[Example], list[E
         raise DatasetError(f"dataset not found: {directory} (make one with `apprentice distill`)")
     card = read_card(directory)
     fmt = card.get("format", {}) if isinstance(card, dict) else {}
-    if fmt.get("family") != STUDENT_FAMILY or fmt.get("version") != FORMAT_VERSION:
+    if not isinstance(fmt, dict) or fmt.get("version") not in READABLE_VERSIONS:
+        version = fmt.get("version") if isinstance(fmt, dict) else None
         raise DatasetError(
-            f"{directory} is in format {fmt.get('family')!r} v{fmt.get('version')}; "
-            f"this trainer reads {STUDENT_FAMILY!r} v{FORMAT_VERSION}"
+            f"{directory} is in dataset format v{version}; this trainer reads "
+            f"v{' and v'.join(str(v) for v in READABLE_VERSIONS)} (`apprentice distill` writes "
+            f"v{FORMAT_VERSION})"
         )
     train = read_jsonl(directory / TRAIN_FILE)
     heldout = read_jsonl(directory / HELDOUT_FILE)
@@ -250,11 +267,13 @@ def card_markdown(card: dict[str, Any]) -> str:
     """The human-readable card."""
     counts = card["counts"]
     teacher = card["teacher"]
+    rendered = card["format"].get("rendered", RENDERED_FAMILY)
     lines = [
         "# Dataset card",
         "",
-        f"Format: `{card['format']['family']}` v{card['format']['version']} "
-        "(suffix first, then the prefix; the middle ends with `<unused2>`).",
+        f"Format: v{card['format']['version']}: each example is text (prefix, suffix, "
+        "middle), laid out by `apprentice train` in the FIM layout of the base it trains; "
+        f"`prompt` and `completion` render it in `{rendered}`.",
         "",
         "## Sources",
         "",

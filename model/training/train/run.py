@@ -2,8 +2,11 @@
 
 The output directory holds the step checkpoints (``steps/``), the final adapter
 (``adapter.safetensors`` for torch, ``adapter.gguf`` for llama.cpp), the per-step log
-(``train_log.jsonl``) and ``training.json`` (recipe, base, dataset, losses, agreement).
-The run succeeds only when llama.cpp with the adapter agrees with the trained model.
+(``train_log.jsonl``) and ``training.json`` (recipe, base, FIM layout, dataset, losses,
+agreement). The run succeeds only when llama.cpp with the adapter agrees with the trained
+model. Any base of ``arch.ARCHITECTURES`` trains, each in its own FIM layout
+(``fimformat.choose_layout``), which the packed checkpoint declares; a tuned base (a
+checkpoint with one adapter) is continued from its adapter.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from typing import Any
 
 from model.checkpoints.atomic_io import write_text_atomic
 from model.checkpoints.spec import ModelSpec
-from model.runtime.fim import STUDENT_FAMILY, TRAINED_TEMPLATES
 from model.training.distill.dataset import TRAIN_FILE, Example, load_dataset
 from model.training.train.agree import Agreement, check_agreement
+from model.training.train.arch import ARCHITECTURES
 from model.training.train.base import BaseModel, TrainingError, describe_base, load_base
-from model.training.train.export import adapter_tensors, write_adapter_gguf
+from model.training.train.export import adapter_tensors, read_adapter, write_adapter_gguf
 from model.training.train.fimformat import Tokens
 from model.training.train.loop import Progress, attach_lora, train_lora
 from model.training.train.recipe import Recipe
@@ -36,8 +39,6 @@ ADAPTER_SAFETENSORS = "adapter.safetensors"
 TRAIN_LOG = "train_log.jsonl"
 SUMMARY = "training.json"
 CHECKPOINT_DIR = "checkpoint"
-# Architectures whose reserved tokens the dataset's format uses.
-FORMAT_ARCHITECTURES = {STUDENT_FAMILY: ("gemma3",)}
 
 Say = Callable[[str], None]
 
@@ -48,14 +49,11 @@ def dataset_id(directory: Path) -> str:
 
 
 def check_base_fits(card: dict[str, Any], base: BaseModel) -> None:
-    """Refuse a base whose vocabulary the dataset's format was not written for."""
-    family = card.get("format", {}).get("family")
-    wanted = FORMAT_ARCHITECTURES.get(str(family), ())
-    if base.architecture not in wanted:
-        raise TrainingError(
-            f"the dataset is in format {family!r} for {'/'.join(wanted) or 'no known'} bases; "
-            f"{base.path.name} is {base.architecture}"
-        )
+    """Refuse a base other than the one a dataset was distilled for, where it names one.
+
+    The examples are text, so any base can learn them in its own layout; only a dataset
+    bound to a base (``base_sha256`` on its card) is kept to that base.
+    """
     bound = card.get("base_sha256")
     if bound and bound != base.sha256:
         raise TrainingError(
@@ -103,17 +101,24 @@ def train_student(
         import torch
 
         torch.set_num_threads(threads)
-    identity = {
-        "base_sha256": base.sha256,
-        "dataset": dataset_id(dataset),
-        "format": STUDENT_FAMILY,
-        "settings": settings.identity(),
-    }
+    identity = run_identity(base, dataset, settings)
     out = Path(out)
+    modules = ARCHITECTURES[base.architecture].target_modules(settings.targets)
+    if not modules:
+        raise TrainingError(
+            f"--targets {','.join(settings.targets)}: a {base.architecture} base has none of "
+            "those projections"
+        )
     note(f"loading {base.path.name} into transformers (dequantized; about a minute on a CPU)")
     model, tokenizer = load_base(base, device)
-    tokens = Tokens(tokenizer)
-    peft_model = attach_lora(model, _on(settings, device))
+    try:
+        tokens = Tokens(tokenizer, base.layout, base.marker_ids)
+    except ValueError as error:
+        raise TrainingError(f"{base.path.name}: {error}") from None
+    note(f"FIM layout: {base.layout.family} (the middle ends with {base.layout.end})")
+    peft_model = attach_lora(model, replace(settings, targets=modules, device=device))
+    if base.adapter is not None:
+        start_from_adapter(peft_model, base, settings)
     measured = min(len(heldout), settings.heldout_limit)
     note(
         f"training {settings.steps} steps on {len(train)} examples ({device}); held-out loss "
@@ -174,8 +179,8 @@ def pack_student(out: Path, base: BaseModel, card: dict[str, Any], options: Pack
         name=options.name,
         version=options.version,
         adapters=[(out / ADAPTER_GGUF, 1.0)],
-        fim=STUDENT_FAMILY,
-        fim_stop_tokens=TRAINED_TEMPLATES[STUDENT_FAMILY].stop_tokens,
+        fim=base.layout.pack_fim(),
+        fim_stop_tokens=base.layout.template.stop_tokens,
         licence=f"training data: {', '.join(licences)}; the base model's own licence applies",
         description=f"LoRA student of {base.name} trained by apprentice train",
         provenance={
@@ -186,6 +191,38 @@ def pack_student(out: Path, base: BaseModel, card: dict[str, Any], options: Pack
         link=options.link,
     )
     return str(packed.directory)
+
+
+def run_identity(base: BaseModel, dataset: Path, settings: Recipe) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: the base, the starting
+    adapter (when continuing a tuned checkpoint), the data, the FIM layout and the recipe."""
+    identity: dict[str, Any] = {
+        "base_sha256": base.sha256,
+        "dataset": dataset_id(dataset),
+        "format": base.layout.family,
+        "settings": settings.identity(),
+    }
+    if base.adapter is not None:
+        identity["start_adapter_sha256"] = base.adapter_sha256
+    return identity
+
+
+def start_from_adapter(peft_model: Any, base: BaseModel, settings: Recipe) -> None:
+    """Put the tuned checkpoint's adapter into the fresh LoRA: the run continues it."""
+    import torch
+
+    assert base.adapter is not None
+    params = lora_parameters(peft_model)
+    weights, alpha = read_adapter(base.adapter, base, params)
+    if alpha != float(settings.alpha):
+        raise TrainingError(
+            f"{base.adapter.name} was trained with LoRA alpha {alpha:g}; continue it with "
+            f"--alpha {alpha:g}"
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(weights[name].to(param.device, param.dtype))
+    logger.info("continuing %s (sha256 %s…)", base.adapter.name, base.adapter_sha256[:12])
 
 
 def _on(settings: Recipe, device: str) -> Recipe:
@@ -206,9 +243,14 @@ def _summary(
     result: Any,
     agreement: Agreement,
 ) -> dict[str, Any]:
-    return {
-        "format": STUDENT_FAMILY,
-        "base": {"name": base.name, "file": base.path.name, "sha256": base.sha256},
+    summary: dict[str, Any] = {
+        "format": base.layout.family,
+        "base": {
+            "name": base.name,
+            "file": base.path.name,
+            "sha256": base.sha256,
+            "architecture": base.architecture,
+        },
         "dataset": {
             "path": str(dataset),
             "sha256": dataset_id(dataset),
@@ -227,6 +269,9 @@ def _summary(
         "adapter": ADAPTER_GGUF,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if base.adapter is not None:
+        summary["continued"] = {"adapter": base.adapter.name, "sha256": base.adapter_sha256}
+    return summary
 
 
 def _round(value: float | None) -> float | None:
