@@ -269,8 +269,8 @@ def test_a_manifest_whose_peft_table_leaves_out_the_config_is_refused(
 ) -> None:
     manifest = checkpoint / MANIFEST_NAME
     text = manifest.read_text()
-    start = text.index('{ file = "adapter_config.json"')
-    end = text.index("}, ", start) + 3
+    start = text.index('[[peft.files]]\nfile = "adapter_config.json"')
+    end = text.index("\n\n", start) + 2
     manifest.write_text(text[:start] + text[end:])
     error = refusal(checkpoint, cache)
     assert error.check == "manifest" and "does not list adapter_config.json" in error.detail

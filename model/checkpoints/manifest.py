@@ -377,8 +377,9 @@ def manifest_toml(manifest: Manifest) -> str:
         peft: dict[str, Any] = {"directory": manifest.peft.directory}
         if manifest.peft.base_model:
             peft["base_model"] = manifest.peft.base_model
-        peft["files"] = [_entry_fields(e) for e in manifest.peft.files]
         out += ["", "[peft]", *_pairs(peft)]
+        for entry in manifest.peft.files:
+            out += ["", "[[peft.files]]", *_pairs(_entry_fields(entry))]
     fim = manifest.fim
     fim_fields: dict[str, Any] = {"template": fim.template}
     if fim.template != "none":
