@@ -55,6 +55,9 @@ def create_backend(settings: BackendSettings) -> Backend:
             # The whole exchange, not only each read: a server trickling bytes is cut off.
             request_timeout=settings.request_timeout,
             context_length=settings.n_ctx,
+            # The local worker's sampling: llama.cpp's OpenAI server otherwise applies 1.1,
+            # and a student served there would answer differently from the same checkpoint here.
+            repeat_penalty=1.0,
         )
     from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 

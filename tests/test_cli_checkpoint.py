@@ -88,6 +88,27 @@ def test_keygen_pack_sign_verify_info(
     assert info["adapters"] == [{"file": "team.gguf", "scale": 0.5}]
 
 
+def test_pack_carries_the_peft_folder_and_info_names_it(
+    tmp_path: Path, env: dict[str, str], files: tuple[Path, Path]
+) -> None:
+    from tests.test_peft_layout import fake_peft
+
+    base, lora = files
+    ckpt = tmp_path / "ckpt"
+    packed = run(
+        env, "model", "pack", str(ckpt), "--gguf", str(base), "--lora", str(lora),
+        "--peft", str(fake_peft(tmp_path / "peft-out")), "--name", "acme", "--version", "1",
+    )  # fmt: skip
+    assert packed.returncode == 0, packed.stderr
+    assert (ckpt / "peft" / "adapter_model.safetensors").is_file()
+    info = json.loads(run(env, "model", "info", str(ckpt), "--json").stdout)
+    assert info["verified"] and info["peft"] == "peft"
+    plain = tmp_path / "plain"
+    assert run(env, "model", "pack", str(plain), "--gguf", str(base), "--name", "a",
+               "--version", "1").returncode == 0  # fmt: skip
+    assert json.loads(run(env, "model", "info", str(plain), "--json").stdout)["peft"] is None
+
+
 def test_verify_refusals_are_one_line(
     tmp_path: Path, env: dict[str, str], files: tuple[Path, Path]
 ) -> None:

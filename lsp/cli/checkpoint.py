@@ -55,6 +55,12 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         metavar="ADAPTER.gguf[:SCALE]",
         help="LoRA adapter with its scale (default 1.0); repeatable",
     )
+    pack.add_argument(
+        "--peft",
+        metavar="DIR",
+        help="the same LoRA in PEFT's layout (adapter_config.json, adapter_model.safetensors), "
+        "for vLLM's --lora-modules",
+    )
     pack.add_argument("--name", required=True)
     pack.add_argument("--version", required=True)
     pack.add_argument(
@@ -240,6 +246,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         name=args.name,
         version=args.version,
         adapters=[parse_adapter_option(item) for item in args.lora],
+        peft_adapter=args.peft,
         fim=args.fim,
         fim_stop_tokens=args.fim_stop_token,
         stop=args.stop,

@@ -330,6 +330,8 @@ def _description(
         described["base"] = base
     return described | {
         "adapters": adapters,
+        # The same LoRA in PEFT's layout, for a team's vLLM server (None: not carried).
+        "peft": manifest.peft.directory if manifest and manifest.peft else None,
         "fim": fim,
         "stop": list(manifest.stop) if manifest else [],
         "context_length": context_length,
