@@ -10,7 +10,6 @@ agreement gate with llama.cpp, the packed checkpoint) passes. No real weights: s
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,62 +26,7 @@ from model.runtime.prompt import PromptInput, build_prompt
 from model.training.distill.dataset import Example
 from model.training.train.base import TrainingError, describe_base, load_base
 from model.training.train.fimformat import Tokens, encode
-from tests.tiny_archs import ARCHS, EXTRA, tiny_models
-
-FILES = {
-    "LICENSE": "MIT License\n\nPermission is hereby granted, free of charge, to any person\n",
-    "shop/stock.py": '''"""Stock levels per SKU."""
-
-LEVELS: dict[str, int] = {}
-
-
-def restock(sku: str, count: int) -> int:
-    """Add units of a SKU and return the new level."""
-    level = LEVELS.get(sku, 0) + count
-    LEVELS[sku] = level
-    return level
-
-
-def take(sku: str, count: int) -> int:
-    """Remove units of a SKU and return what is left."""
-    level = LEVELS.get(sku, 0) - count
-    if level < 0:
-        raise ValueError(f"not enough {sku}")
-    LEVELS[sku] = level
-    return level
-''',
-    "shop/prices.py": '''"""Prices with tax and discounts."""
-
-TAX_RATE = 0.2
-
-
-def with_tax(amount: float) -> float:
-    """The amount with tax added."""
-    total = amount * (1 + TAX_RATE)
-    return round(total, 2)
-
-
-def discounted(amount: float, percent: float) -> float:
-    """The amount less a percentage."""
-    cut = amount * percent / 100
-    return round(amount - cut, 2)
-''',
-    "shop/report.py": '''"""A stock report."""
-
-from shop.stock import LEVELS
-
-
-def low_stock(threshold: int) -> list[str]:
-    """SKUs whose level is below the threshold."""
-    found = [sku for sku, level in LEVELS.items() if level < threshold]
-    return sorted(found)
-
-
-def total_units() -> int:
-    """All units in stock."""
-    return sum(LEVELS.values())
-''',
-}
+from tests.tiny_archs import ARCHS, EXTRA, distill_shop, tiny_models, train_args
 
 EXAMPLE = Example(
     id="1",
@@ -107,16 +51,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One dataset for every architecture: its examples are text, whatever the base."""
-    root = tmp_path_factory.mktemp("shop-repo")
-    for name, text in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    out = tmp_path_factory.mktemp("dataset") / "ds"
-    args = ["distill", str(root), "-o", str(out), "--teacher", "none", "--no-tests"]
-    assert main([*args, "--per-file", "holes=6,fix=0", "--heldout", "0.34"]) == 0
-    return out
+    return distill_shop(tmp_path_factory.mktemp("shop"))
 
 
 def _logits(path: Path, ids: list[int]) -> Any:
@@ -212,7 +147,7 @@ def test_chain(
     """Train a few steps in the base's own layout, export, pass the gate, pack, resolve."""
     from model.checkpoints.checkpoint import resolve_model
 
-    code = main(_train_args(dataset, tiny[key], tmp_path / "student"))
+    code = main(train_args(dataset, tiny[key], tmp_path / "student"))
     captured = capsys.readouterr()
     assert code == 0, captured.err
     summary = json.loads(captured.out)
@@ -295,7 +230,7 @@ def test_a_llama_export_without_the_permutation_fails_the_gate(
 
     unpermuted = dataclasses.replace(ARCHITECTURES["llama"], permuted_qk=False)
     monkeypatch.setattr(export, "ARCHITECTURES", {**ARCHITECTURES, "llama": unpermuted})
-    assert main([*_train_args(dataset, tiny["llama"], tmp_path / "out")]) == 1
+    assert main([*train_args(dataset, tiny["llama"], tmp_path / "out")]) == 1
     assert "is not usable" in capsys.readouterr().err
     agreement = json.loads((tmp_path / "out" / "training.json").read_text())["agreement"]
     assert agreement["decisive_agreement"] < 0.9
@@ -314,12 +249,12 @@ def test_the_recipes_projections_name_each_architectures_modules() -> None:
         "gate_up_proj",
     )
     assert ARCHITECTURES["starcoder2"].target_modules(("gate_proj",)) == ()
-
-
-def _train_args(dataset: Path, base: Path | str, out: Path, *more: str) -> list[str]:
-    return [
-        "train", str(dataset), "--base", str(base), "-o", str(out), "--steps", "8",
-        "--rank", "4", "--alpha", "8", "--lr", "5e-2", "--warmup", "1", "--max-tokens", "64",
-        "--plain-ratio", "0", "--eval-every", "0", "--heldout-limit", "4", "--threads", "1",
-        "--json", *more,
-    ]  # fmt: skip
+    # ...and an adapter's llama.cpp tensors name the roles back (for --targets in a refusal).
+    assert ARCHITECTURES["phi3"].roles_of({"attn_qkv", "ffn_up"}) == (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "gate_proj",
+        "up_proj",
+    )
+    assert ARCHITECTURES["starcoder2"].roles_of({"ffn_up", "attn_q"}) == ("q_proj", "up_proj")

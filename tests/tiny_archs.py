@@ -25,6 +25,7 @@ CodeGemma's markers on a Gemma 3, and a plain llama with neither FIM nor reserve
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -345,3 +346,87 @@ def tiny_models(directory: Path, keys: tuple[str, ...] | None = None) -> dict[st
             partial.rename(path)
         found[key] = path
     return found
+
+
+# A tiny repository to distil: every architecture learns the same text examples from it.
+FILES = {
+    "LICENSE": "MIT License\n\nPermission is hereby granted, free of charge, to any person\n",
+    "shop/stock.py": '''"""Stock levels per SKU."""
+
+LEVELS: dict[str, int] = {}
+
+
+def restock(sku: str, count: int) -> int:
+    """Add units of a SKU and return the new level."""
+    level = LEVELS.get(sku, 0) + count
+    LEVELS[sku] = level
+    return level
+
+
+def take(sku: str, count: int) -> int:
+    """Remove units of a SKU and return what is left."""
+    level = LEVELS.get(sku, 0) - count
+    if level < 0:
+        raise ValueError(f"not enough {sku}")
+    LEVELS[sku] = level
+    return level
+''',
+    "shop/prices.py": '''"""Prices with tax and discounts."""
+
+TAX_RATE = 0.2
+
+
+def with_tax(amount: float) -> float:
+    """The amount with tax added."""
+    total = amount * (1 + TAX_RATE)
+    return round(total, 2)
+
+
+def discounted(amount: float, percent: float) -> float:
+    """The amount less a percentage."""
+    cut = amount * percent / 100
+    return round(amount - cut, 2)
+''',
+    "shop/report.py": '''"""A stock report."""
+
+from shop.stock import LEVELS
+
+
+def low_stock(threshold: int) -> list[str]:
+    """SKUs whose level is below the threshold."""
+    found = [sku for sku, level in LEVELS.items() if level < threshold]
+    return sorted(found)
+
+
+def total_units() -> int:
+    """All units in stock."""
+    return sum(LEVELS.values())
+''',
+}
+
+
+def distill_shop(directory: Path) -> Path:
+    """``apprentice distill --teacher none`` of the shop repository; the dataset's path."""
+    from lsp.cli import main
+
+    root = directory / "shop-repo"
+    for name, text in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    out = directory / "dataset"
+    args = ["distill", str(root), "-o", str(out), "--teacher", "none", "--no-tests"]
+    assert main([*args, "--per-file", "holes=6,fix=0", "--heldout", "0.34"]) == 0
+    return out
+
+
+def train_args(dataset: Path, base: Path | str, out: Path, steps: int = 8) -> list[str]:
+    """``apprentice train``'s arguments for a few steps on a tiny base, learning fast enough
+    that the adapter changes llama.cpp's predictions."""
+    return [
+        "train", str(dataset), "--base", str(base), "-o", str(out), "--steps", str(steps),
+        "--rank", "4", "--alpha", "8", "--lr", "5e-2", "--warmup", "1", "--max-tokens", "64",
+        "--plain-ratio", "0", "--eval-every", "0", "--heldout-limit", "4", "--threads", "1",
+        "--json",
+    ]  # fmt: skip

@@ -119,12 +119,8 @@ SERVING = Context(
 )
 EVALUATION = Context("eval --model", (LOCAL_KINDS - {"self"}) | {"remote"})
 TEACHER = Context("--teacher", LOCAL_KINDS | {"remote", "none"})
-TRAINING_BASE = Context(
-    "--base",
-    LOCAL_KINDS - {"self"},
-    adapter_refusal="continuing a tuned checkpoint is not supported yet; "
-    "--base base trains from the embedded model",
-)
+# A tuned model (a checkpoint with an adapter, MODEL+ADAPTER.gguf) is continued from its adapter.
+TRAINING_BASE = Context("--base", LOCAL_KINDS - {"self"})
 INFO = Context("model info", LOCAL_KINDS - {"self"})
 
 

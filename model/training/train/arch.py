@@ -28,6 +28,19 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# llama.cpp's tensor of each projection role (blk.N.<kind>.weight), where a base has one each.
+_KINDS = MappingProxyType(
+    {
+        "attn_q": ("q_proj",),
+        "attn_k": ("k_proj",),
+        "attn_v": ("v_proj",),
+        "attn_output": ("o_proj",),
+        "attn_qkv": ("q_proj", "k_proj", "v_proj"),
+        "ffn_gate": ("gate_proj",),
+        "ffn_up": ("up_proj",),
+        "ffn_down": ("down_proj",),
+    }
+)
 _SAME = MappingProxyType(
     {role: role for role in ("q_proj", "k_proj", "v_proj", "o_proj")}
     | {role: role for role in ("gate_proj", "up_proj", "down_proj")}
@@ -44,11 +57,17 @@ class Architecture:
     modules: Mapping[str, str | None] = field(default_factory=lambda: _SAME)
     permuted_qk: bool = False
     reserved_family: str | None = None  # a TRAINED_TEMPLATES family on reserved tokens
+    kinds: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _KINDS)
 
     def target_modules(self, roles: Iterable[str]) -> tuple[str, ...]:
         """The transformers modules that the recipe's projection ``roles`` name, in order."""
         found = [self.modules.get(role) for role in roles]
         return tuple(dict.fromkeys(m for m in found if m))
+
+    def roles_of(self, kinds: Iterable[str]) -> tuple[str, ...]:
+        """The projection roles whose llama.cpp tensors (``attn_q`` ...) an adapter holds."""
+        found = {role for kind in kinds for role in self.kinds.get(kind, ())}
+        return tuple(role for role in _SAME if role in found)
 
 
 ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
@@ -87,6 +106,7 @@ ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
                     }
                 ),
                 reserved_family="apprentice-phi3",
+                kinds=MappingProxyType({**_KINDS, "ffn_up": ("gate_proj", "up_proj")}),
             ),
         )
     }

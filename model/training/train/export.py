@@ -125,10 +125,11 @@ def read_adapter(path: Path, base: BaseModel, lora: dict[str, Any]) -> tuple[dic
             else f"{path.name} mixes LoRA ranks {found}: it cannot be continued"
         )
     if set(stored) != set(wanted):
-        modules = sorted({k.split(".")[2] for k in stored if k.count(".") >= 3})
+        kinds = {k.split(".")[2] for k in stored if k.count(".") >= 3}
+        roles = ARCHITECTURES[base.architecture].roles_of(kinds)
         raise TrainingError(
-            f"{path.name} adapts {', '.join(modules)}, not the recipe's targets; continue it "
-            "with --targets naming the projections it adapts"
+            f"{path.name} adapts other projections than the recipe's targets; continue it "
+            f"with --targets {','.join(roles) or '(none it can name)'}"
         )
     out: dict[str, Any] = {}
     for key, name in wanted.items():
