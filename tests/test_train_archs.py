@@ -20,8 +20,8 @@ pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 
 from lsp.cli import main
-from model.runtime.api import SpecialToken
-from model.runtime.fim import all_markers
+from model.runtime.api import ModelInfo, SpecialToken
+from model.runtime.fim import all_markers, select_template
 from model.runtime.prompt import PromptInput, build_prompt
 from model.training.distill.dataset import Example
 from model.training.train.base import TrainingError, describe_base, load_base
@@ -95,7 +95,17 @@ def test_training_prompts_as_the_server_does(key: str, tiny: dict[str, Path]) ->
         tokens.count,
         200,
     )
-    engine = _Engine({"path": str(base.path), "n_ctx": 256, "n_threads": 1, "markers": []})
+    markers = sorted(all_markers())
+    engine = _Engine({"path": str(base.path), "n_ctx": 256, "n_threads": 1, "markers": markers})
+    # The server, reading the same GGUF through llama.cpp, picks the same template; a layout
+    # on reserved tokens it takes only when the packed checkpoint declares it.
+    served = ModelInfo(
+        name=base.name,
+        special_tokens=frozenset(engine.markers),
+        fim_tokens=engine.info()["fim_tokens"],
+    )
+    declared = base.layout.family.startswith("apprentice-")
+    assert select_template(served) == (None if declared else base.layout.template)
     parts = [["s", p.text] if isinstance(p, SpecialToken) else ["t", p] for p in built.prompt]
     assert tokens.prompt(built.prompt) == engine.tokens_for(parts)
     end = engine.llm.tokenize(base.layout.end.encode(), add_bos=False, special=True)
