@@ -20,6 +20,8 @@ Which family each imitates (and so which FIM layout training must pick):
 
 ``EXTRA`` holds variants used by layout tests only: DeepSeek-Coder (llama with ``gpt2`` BPE),
 CodeGemma's markers on a Gemma 3, and a plain llama with neither FIM nor reserved tokens.
+``distill_shop`` makes the one small dataset they all learn (``apprentice distill --teacher
+none`` of a three-file repository) and ``train_args`` the few fast steps they train.
 """
 
 from __future__ import annotations
@@ -417,7 +419,7 @@ def distill_shop(directory: Path) -> Path:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     out = directory / "dataset"
     args = ["distill", str(root), "-o", str(out), "--teacher", "none", "--no-tests"]
-    assert main([*args, "--per-file", "holes=6,fix=0", "--heldout", "0.34"]) == 0
+    assert main([*args, "--per-file", "holes=12,fix=0", "--heldout", "0.5"]) == 0
     return out
 
 
