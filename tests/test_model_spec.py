@@ -42,7 +42,7 @@ CONTEXTS = {
 }
 ALL = frozenset(CONTEXTS)
 LOCAL = ALL  # a model on this machine: every place takes it
-NO_ADAPTER = ALL - {"base"}  # an adapter is not a training base (yet)
+NO_ADAPTER = ALL  # every place takes MODEL+ADAPTER (training continues the adapter)
 
 # (spec as written, the fields it parses to, the places that take it). Written relative to
 # a working directory holding model.gguf, lora.gguf and the checkpoint directory ckpt/.
@@ -118,10 +118,7 @@ def test_what_each_place_says_it_takes() -> None:
         "a GGUF file, MODEL+ADAPTER.gguf, a checkpoint directory, an installed NAME[@VERSION], "
         "base, student or default (or nothing)"
     )
-    assert TRAINING_BASE.accepted() == (
-        "a GGUF file, a checkpoint directory, an installed NAME[@VERSION], base, student or "
-        "default (or nothing)"
-    )
+    assert TRAINING_BASE.accepted() == SERVING.accepted()
     assert TEACHER.accepted().endswith(
         "default (or nothing), http(s)://host[:port][/v1][#model-id], none or self"
     )
@@ -222,19 +219,16 @@ def test_one_description_of_a_resolved_model(shipped: Path, base: Path, adapter:
 # -- train --base, distill --teacher, model info -----------------------------------------------
 
 
-def test_train_base_student_is_refused_clearly(shipped: Path) -> None:
-    from model.training.train.base import TrainingError, describe_base
+def test_train_base_takes_a_tuned_model_to_continue(shipped: Path) -> None:
+    from model.training.train.base import describe_base
 
-    with pytest.raises(TrainingError) as refused:
-        describe_base("student")
-    assert str(refused.value) == (
-        "--base 'student': continuing a tuned checkpoint is not supported yet; "
-        "--base base trains from the embedded model"
-    )
+    student = resolve_model(parse_model_spec("student", allow=TRAINING_BASE), allow=TRAINING_BASE)
+    assert student.directory == shipped and len(student.loras) == 1
+    loose = parse_model_spec(f"base+{shipped / 'team.lora.gguf'}", allow=TRAINING_BASE)
+    assert loose.adapter == str(shipped / "team.lora.gguf")
     with pytest.raises(ModelSpecError, match="not accepted by --base"):
         describe_base("http://127.0.0.1:8080/v1")
-    with pytest.raises(ModelSpecError, match="continuing a tuned checkpoint"):
-        describe_base(f"base+{shipped / 'team.lora.gguf'}")
+    # Continuing itself (the adapter read back into the new LoRA): tests/test_train_continue.py
 
 
 def test_train_base_takes_the_embedded_model_without_hashing_it_again(

@@ -29,6 +29,8 @@ from model.training.train.base import BaseModel, TrainingError, describe_base, l
 from model.training.train.export import adapter_tensors, read_adapter, write_adapter_gguf
 from model.training.train.fimformat import Tokens
 from model.training.train.loop import Progress, attach_lora, train_lora
+from model.training.train.parallel import start_world
+from model.training.train.peft_layout import PEFT_FOLDER, write_peft_adapter
 from model.training.train.recipe import Recipe
 from model.training.train.state import lora_parameters, save_tensors
 
@@ -96,37 +98,79 @@ def train_student(
     card, train, heldout = load_dataset(dataset)
     base = describe_base(base_spec)
     check_base_fits(card, base)
-    device = resolve_device(settings.device)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    identity = run_identity(base, dataset, settings)
-    out = Path(out)
     modules = ARCHITECTURES[base.architecture].target_modules(settings.targets)
     if not modules:
         raise TrainingError(
             f"--targets {','.join(settings.targets)}: a {base.architecture} base has none of "
             "those projections"
         )
-    note(f"loading {base.path.name} into transformers (dequantized; about a minute on a CPU)")
-    model, tokenizer = load_base(base, device)
-    try:
-        tokens = Tokens(tokenizer, base.layout, base.marker_ids)
-    except ValueError as error:
-        raise TrainingError(f"{base.path.name}: {error}") from None
-    note(f"FIM layout: {base.layout.family} (the middle ends with {base.layout.end})")
-    peft_model = attach_lora(model, replace(settings, targets=modules, device=device))
-    if base.adapter is not None:
-        start_from_adapter(peft_model, base, settings)
-    measured = min(len(heldout), settings.heldout_limit)
-    note(
-        f"training {settings.steps} steps on {len(train)} examples ({device}); held-out loss "
-        f"on {measured} examples first, then every {settings.eval_every or settings.steps} steps"
-    )
-    result = train_lora(
-        peft_model, tokens, train, heldout, out, _on(settings, device), identity, progress
-    )
+    with start_world(resolve_device(settings.device)) as world:
+        world.share(settings.batch_size)  # an uneven batch is refused before the base loads
+        if not world.is_main:  # rank 0 alone speaks, exports, checks and packs
+            note, progress = _quiet, None
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        settings = replace(settings, device=world.device)  # cuda:LOCAL_RANK under torchrun
+        note(f"loading {base.path.name} into transformers (dequantized; about a minute on a CPU)")
+        model, tokenizer = load_base(base, world.device)
+        try:
+            tokens = Tokens(tokenizer, base.layout, base.marker_ids)
+        except ValueError as error:
+            raise TrainingError(f"{base.path.name}: {error}") from None
+        note(f"FIM layout: {base.layout.family} (the middle ends with {base.layout.end})")
+        peft_model = attach_lora(model, replace(settings, targets=modules))
+        if base.adapter is not None:
+            start_from_adapter(peft_model, base, settings)
+        processes = f", {world.size} processes" if world.size > 1 else ""
+        note(
+            f"training {settings.steps} steps of {settings.batch_size} on {len(train)} examples "
+            f"({world.device}{processes}); held-out loss on "
+            f"{min(len(heldout), settings.heldout_limit)} examples first, then every "
+            f"{settings.eval_every or settings.steps} steps"
+        )
+        identity = run_identity(base, dataset, settings)
+        result = train_lora(
+            peft_model, tokens, train, heldout, out, settings, identity, progress, world=world
+        )
+        # No barrier after training: every collective has finished, and ranks waiting
+        # while rank 0 runs the agreement check could reach NCCL's timeout.
+        if not world.is_main:
+            return {}
+        summary = _export_and_check(
+            peft_model, tokens, base, card, (dataset, out), (train, heldout), settings, result,
+            say=note, agreement_examples=agreement_examples,
+        )  # fmt: skip
+        summary["processes"] = world.size
+    write_text_atomic(Path(out) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    if pack is not None:
+        summary["checkpoint"] = pack_student(Path(out), base, card, pack)
+        write_text_atomic(Path(out) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _export_and_check(
+    peft_model: Any,
+    tokens: Tokens,
+    base: BaseModel,
+    card: dict[str, Any],
+    paths: tuple[Path, Path],
+    examples: tuple[list[Example], list[Example]],
+    settings: Recipe,
+    result: Any,
+    *,
+    say: Say,
+    agreement_examples: int,
+) -> dict[str, Any]:
+    """Write the adapter in every layout, check llama.cpp against torch; the summary.
+
+    Raises when llama.cpp with the exported adapter does not reproduce the trained model
+    (``training.json`` is still written, with the agreement that failed).
+    """
+    dataset, out = paths
+    train, heldout = examples
+    out = Path(out)
     lora = lora_parameters(peft_model)
     save_tensors(out / ADAPTER_SAFETENSORS, lora)
     write_adapter_gguf(
@@ -136,24 +180,27 @@ def train_student(
         base,
         name=f"{base.name} apprentice student",
     )
+    write_peft_adapter(peft_model, out / PEFT_FOLDER, base.name)
     write_text_atomic(out / TRAIN_LOG, "".join(json.dumps(e) + "\n" for e in result.log))
     probe = _agreement_set(heldout, train, agreement_examples)
-    note(f"checking llama.cpp with the adapter against the trained model ({len(probe)} examples)")
+    say(f"checking llama.cpp with the adapter against the trained model ({len(probe)} examples)")
     agreement = check_agreement(
         peft_model, tokens, probe, base.path, out / ADAPTER_GGUF, max_tokens=settings.max_tokens
     )
-    summary = _summary(card, base, dataset, settings, device, result, agreement)
-    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    summary = _summary(card, base, dataset, settings, settings.device, result, agreement)
     if not agreement.ok:
+        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
         raise TrainingError(
             f"llama.cpp with the exported adapter agrees with the trained model on "
             f"{agreement.decisive_agreement:.0%} of {agreement.decisive} decisive positions "
             f"(needs {agreement.as_json()['required']:.0%}); {out / ADAPTER_GGUF} is not usable"
         )
-    if pack is not None:
-        summary["checkpoint"] = pack_student(out, base, card, pack)
-        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _quiet(message: str) -> None:
+    """What a process other than rank 0 says: only to the debug log."""
+    logger.debug("%s", message)
 
 
 @dataclass(frozen=True)
@@ -179,6 +226,7 @@ def pack_student(out: Path, base: BaseModel, card: dict[str, Any], options: Pack
         name=options.name,
         version=options.version,
         adapters=[(out / ADAPTER_GGUF, 1.0)],
+        peft_adapter=out / PEFT_FOLDER,
         fim=base.layout.pack_fim(),
         fim_stop_tokens=base.layout.template.stop_tokens,
         licence=f"training data: {', '.join(licences)}; the base model's own licence applies",
@@ -225,10 +273,6 @@ def start_from_adapter(peft_model: Any, base: BaseModel, settings: Recipe) -> No
     logger.info("continuing %s (sha256 %s…)", base.adapter.name, base.adapter_sha256[:12])
 
 
-def _on(settings: Recipe, device: str) -> Recipe:
-    return replace(settings, device=device)
-
-
 def _agreement_set(heldout: list[Example], train: list[Example], count: int) -> list[Example]:
     """Held-out examples for the check (training ones only when none are held out)."""
     return (heldout or train)[:count]
@@ -267,6 +311,7 @@ def _summary(
         "tokens": result.tokens,
         "agreement": agreement.as_json(),
         "adapter": ADAPTER_GGUF,
+        "peft": PEFT_FOLDER,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if base.adapter is not None:
