@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 _IDENT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") | frozenset(
     range(0x80, 0x100)
 )
-_BLANK = frozenset(b" \t")
+# A piece's leading blank and the identifier run after it (the bytes of ``_IDENT``).
+_SHAPE = re.compile(rb"([ \t]*)([A-Za-z0-9_\x80-\xff]*)")
 # The longest piece llama.cpp writes for one token is far below this.
 _PIECE_BUFFER = 256
 
@@ -57,13 +59,9 @@ def shape_of(piece: bytes) -> Shape:
     whose shape ends True closes the identifier it writes. An empty piece (a control
     token) is ``(b"", b"", True)``: it ends whatever came before.
     """
-    start = 0
-    while start < len(piece) and piece[start] in _BLANK:
-        start += 1
-    end = start
-    while end < len(piece) and piece[end] in _IDENT:
-        end += 1
-    return piece[:start], piece[start:end], end < len(piece) or not piece
+    match = _SHAPE.match(piece)
+    assert match is not None  # both groups may be empty
+    return match.group(1), match.group(2), match.end() < len(piece) or not piece
 
 
 class PieceIndex:
@@ -77,17 +75,16 @@ class PieceIndex:
             groups.setdefault(shape_of(piece), []).append(token)
             if not piece or piece[0] not in _IDENT:
                 enders.append(token)
-        self._groups: dict[Shape, Ids] = {
-            shape: np.asarray(ids, dtype=np.int32) for shape, ids in groups.items()
-        }
+        # Lists, not arrays: most shapes hold one piece, and a step looks up few of them.
+        self._groups = groups
         # Pieces that end an identifier written so far: empty ones, and those starting
         # with a byte that cannot continue it.
         self.enders: Ids = np.asarray(enders, dtype=np.int32)
         self.pieces = list(pieces)
 
-    def tokens(self, shape: Shape) -> Ids | None:
+    def tokens(self, shape: Shape) -> list[int]:
         """Ids of the pieces with exactly this shape."""
-        return self._groups.get(shape)
+        return self._groups.get(shape, [])
 
 
 def llama_pieces(llm: Any, llama_cpp: Any) -> list[bytes]:
@@ -132,42 +129,33 @@ def allowed_tokens(index: PieceIndex, names: _Names, written: bytes) -> Ids | No
 
 def _continuing(index: PieceIndex, names: _Names, ident: bytes) -> Ids:
     """Tokens that continue or close a legal name, ``ident`` written of it so far."""
-    found: list[Ids] = []
+    found: list[int] = []
+    complete = False
     prefixes: set[bytes] = set()
     for rest in names.live(ident):
         if not rest:
-            found.append(index.enders)  # the name is complete: anything may close it
+            complete = True  # anything that ends an identifier may follow
             continue
         prefixes.update(rest[:length] for length in range(1, len(rest) + 1))
-        _add(found, index.tokens((b"", rest, True)))
+        found += index.tokens((b"", rest, True))
     for prefix in prefixes:
-        _add(found, index.tokens((b"", prefix, False)))
-    return _joined(found)
+        found += index.tokens((b"", prefix, False))
+    ids = np.asarray(found, dtype=np.int32)
+    return np.concatenate([ids, index.enders]) if complete else ids
 
 
 def _after_lead(index: PieceIndex, names: _Names, lead_rest: bytes) -> Ids:
     """Tokens that write (part of) the blank still due, or all of it and a name's start."""
-    found: list[Ids] = []
+    found: list[int] = []
     for length in range(1, len(lead_rest) + 1):
-        _add(found, index.tokens((lead_rest[:length], b"", False)))
+        found += index.tokens((lead_rest[:length], b"", False))
     prefixes: set[bytes] = set()
     for rest in names.live(b""):
-        _add(found, index.tokens((lead_rest, rest, True)))
+        found += index.tokens((lead_rest, rest, True))
         prefixes.update(rest[:length] for length in range(1, len(rest) + 1))
     for prefix in prefixes:
-        _add(found, index.tokens((lead_rest, prefix, False)))
-    return _joined(found)
-
-
-def _add(found: list[Ids], ids: Ids | None) -> None:
-    if ids is not None:
-        found.append(ids)
-
-
-def _joined(found: list[Ids]) -> Ids:
-    if not found:
-        return np.empty(0, dtype=np.int32)
-    return found[0] if len(found) == 1 else np.concatenate(found)
+        found += index.tokens((lead_rest, prefix, False))
+    return np.asarray(found, dtype=np.int32)
 
 
 class NameProcessor:
