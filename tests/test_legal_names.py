@@ -136,6 +136,8 @@ def test_no_set_after_an_instance_or_where_names_may_be_anything(
         'import os\n\n"""\nos.|',  # a docstring
         "import os\n\nos.|path",  # the identifier goes on after the cursor
         "from shop.helpers import LIMIT,|",  # the next name wants a blank first
+        "import os.|",  # a module path: only submodules
+        "from os.|",
         "x = f().|",
         "x = [1][0].|",
     ):

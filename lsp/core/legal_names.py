@@ -42,6 +42,7 @@ _CHAIN = re.compile(r"(?<![\w.)\]}'\"])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.\Z")
 _FROM = re.compile(
     r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import\b(?P<tail>[^\n]*\Z|[ \t]*\([^()]*\Z)", re.M
 )
+_IMPORTING = re.compile(r"[ \t]*(?:import|from)[ \t]")
 _ITEMS_PLAIN = re.compile(r"[ \t]+(?:\w+(?:[ \t]+as[ \t]+\w+)?[ \t]*,[ \t]*)*\Z")
 _ITEMS_PAREN = re.compile(r"[ \t]*\(\s*(?:\w+(?:\s+as\s+\w+)?\s*,\s*)*\Z")
 
@@ -95,7 +96,10 @@ def legal_names(cursor: Cursor, resolver: ModuleResolver) -> LegalNames | None:
     if imported is not None:
         listed = _module_names(resolver, imported, partial, "import")
         return None if listed is None else LegalNames(listed.names, partial, listed.site)
-    chain = _CHAIN.search(before.rsplit("\n", 1)[-1])
+    line = before.rsplit("\n", 1)[-1]
+    if _IMPORTING.match(line):
+        return None  # ``import os.`` / ``from os.``: a module path, where only submodules go
+    chain = _CHAIN.search(line)
     if chain is None or any(keyword.iskeyword(part) for part in chain.group(1).split(".")):
         return None
     start = len(before) - len(chain.group())
