@@ -26,11 +26,18 @@ def at(tmp_path: Path, marked: str) -> Cursor:
     )
 
 
-def pipeline(tmp_path: Path, backend: FakeBackend, **settings: bool) -> CompletionPipeline:
+def pipeline(
+    tmp_path: Path,
+    backend: FakeBackend,
+    *,
+    complete_names: bool = False,
+    suffix_names: bool = False,
+) -> CompletionPipeline:
     verifier = Verifier(CheckSettings(ruff=False), workspace_root=tmp_path)
-    return CompletionPipeline(
-        backend, PipelineSettings(candidates=2, **settings), verifier=verifier
+    settings = PipelineSettings(
+        candidates=2, complete_names=complete_names, suffix_names=suffix_names
     )
+    return CompletionPipeline(backend, settings, verifier=verifier)
 
 
 def test_the_lever_is_off_until_measured() -> None:
