@@ -50,9 +50,11 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="teacher requests in flight at once (default 1); a server that batches (vLLM, "
-        "llama.cpp's llama-server --parallel N) answers N about as fast as one. The dataset "
-        "does not depend on it",
+        help="teacher requests in flight at once (default 1): faster with a server that runs "
+        "requests together (vLLM; llama.cpp's llama-server --parallel N), not with python -m "
+        "llama_cpp.server, which answers one at a time and, unless started with "
+        "--interrupt_requests False, cuts an answer short when another request comes. "
+        "Results are kept in task order whatever N",
     )
     distill.add_argument("--fim-template", help="the teacher's FIM family (default: detected)")
     distill.add_argument("--heldout", type=float, default=0.2, help="share of files held out")
@@ -179,10 +181,13 @@ def _concurrency(args: argparse.Namespace, spec: Any) -> int:
     return wanted
 
 
-def _teacher(args: argparse.Namespace, spec: Any) -> Any:
-    """The Teacher the --teacher option names (None for ground truth only)."""
+def _teacher(args: argparse.Namespace, spec: Any = None) -> Any:
+    """The Teacher the --teacher option names (None for ground truth only); ``spec`` is that
+    option parsed, when the caller has it."""
+    from model.checkpoints.spec import TEACHER, parse_model_spec
     from model.training.distill.teacher import Teacher, TeacherSettings
 
+    spec = spec or parse_model_spec(args.teacher, allow=TEACHER)
     if spec.kind == "none":
         return None
     settings = TeacherSettings(
