@@ -83,8 +83,10 @@ def add_commands(commands: Any, model_commands: Any) -> None:
     train.add_argument(
         "--base",
         help="the model to train on: a GGUF file, base (the embedded Gemma 3 270M), a "
-        "checkpoint without adapters (directory or installed NAME[@VERSION]), or default "
-        "(the default)",
+        "checkpoint (directory or installed NAME[@VERSION]), student, MODEL+ADAPTER.gguf, or "
+        "default (the default); a tuned model (one adapter) is continued. Architectures: "
+        "llama (CodeLlama, DeepSeek-Coder, Mistral, Codestral), qwen2, starcoder2, gemma2, "
+        "gemma3, phi3",
     )
     train.add_argument("-o", "--output", required=True, help="training output directory")
     train.add_argument(
@@ -330,6 +332,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
+    if not summary:  # another process of a torchrun launch: rank 0 reports
+        return 0
     if args.json:
         print_json(summary)
     else:
