@@ -126,5 +126,7 @@ def lsp_server() -> Sequence[str]:
 @pytest.fixture(scope="session")
 def served_model(gemma_path: Path) -> Sequence[str]:
     """The command that serves the embedded Gemma with ``llama_cpp.server`` (host, port and
-    sizes to add): the test is marked ``e2e``, and ``model`` through ``gemma_path``."""
-    return (sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_path))
+    sizes to add): the test is marked ``e2e``, and ``model`` through ``gemma_path``. A
+    request that comes while another streams waits for it instead of cutting it short."""
+    command = (sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_path))
+    return (*command, "--interrupt_requests", "False")

@@ -302,6 +302,10 @@ class _StubHandler(BaseHTTPRequestHandler):
     def _route_midstream(self) -> None:
         self._reply(200, "text/event-stream", _events(_chunk("a"), done=False))
 
+    def _route_interrupted(self) -> None:
+        # What llama_cpp.server sends a streaming answer a newer request interrupts.
+        self._reply(200, "text/event-stream", _events(_chunk("a"), _chunk("b")))
+
     def _route_trickle(self) -> None:
         # Headers at once, then one byte of a never-ending comment every 20 ms (for ten
         # minutes): each receive is quick, so only a deadline over the whole request ends it.
@@ -448,6 +452,13 @@ def test_server_closing_mid_stream(stub: _StubServer) -> None:
     assert next(stream) == "a"
     with pytest.raises(BackendUnavailableError, match="closed the connection mid-stream"):
         next(stream)
+
+
+def test_an_answer_ended_without_a_finish_reason_was_cut_short(stub: _StubServer) -> None:
+    stream = RemoteBackend(_url(stub, "interrupted"), model="m").complete(_request())
+    with pytest.raises(BackendUnavailableError, match="without a finish reason") as refused:
+        list(stream)
+    assert "--interrupt_requests False" in str(refused.value)
 
 
 def test_api_key_is_sent_but_never_shown(

@@ -304,6 +304,15 @@ class RemoteBackend:
             if payload is None:
                 continue
             if payload.strip() == "[DONE]":
+                if finish is None and pieces:
+                    # Every OpenAI-compatible server says why an answer ended; one that
+                    # does not was cut short (llama_cpp.server ends the streaming answer
+                    # so when another request arrives, unless --interrupt_requests False).
+                    raise self._error(
+                        url,
+                        "ended the answer without a finish reason (cut short; "
+                        "llama_cpp.server: start it with --interrupt_requests False)",
+                    )
                 break
             chunk = self._parse_chunk(payload.encode("utf-8"), url, request)
             if chunk.text:
