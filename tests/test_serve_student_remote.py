@@ -11,10 +11,7 @@ each ``--lora-modules`` adapter).
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +27,7 @@ from model.runtime.fim import STUDENT_FAMILY, TRAINED_TEMPLATES
 from model.runtime.gguf import read_gguf
 from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 from model.runtime.remote import RemoteBackend
+from tests.llama_server import running_server
 from tests.lora_gguf import write_lora
 
 ALIAS = "apprentice-student"
@@ -129,13 +127,6 @@ def test_the_repeat_penalty_is_sent_only_when_set(vllm_like: _VllmLike) -> None:
 # -- the student served by llama_cpp.server ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def student_checkpoint(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint of the embedded base (left out, as a trained student's is installed) and
@@ -164,34 +155,13 @@ def student_server(
     served_model: Sequence[str], student_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``llama_cpp.server`` with the base and the checkpoint's adapter under ``ALIAS``."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     command = [
         *served_model, "--lora_path", str(student_checkpoint / "adapter.gguf"),
-        "--model_alias", ALIAS, "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", "512", "--n_threads", "1",
+        "--model_alias", ALIAS, "--n_ctx", "512", "--n_threads", "1",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        give_up = time.monotonic() + SERVER_START_S
-        while True:
-            if server.poll() is not None or time.monotonic() > give_up:
-                pytest.fail(f"llama_cpp.server did not start:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=1.0):
-                    break
-            except OSError:
-                time.sleep(0.3)
+    with running_server(command, log, SERVER_START_S) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def _answers(backend: Backend) -> list[str]:

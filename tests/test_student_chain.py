@@ -10,10 +10,8 @@ model does.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 
 from lsp.cli import main
 from model.runtime.default_model import sha256_file
+from tests.llama_server import running_server
 
 FILES = {
     "LICENSE": "MIT License\n\nPermission is hereby granted, free of charge, to any person\n",
@@ -84,45 +83,15 @@ def total_units() -> int:
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def teacher_url(
     served_model: Sequence[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``python -m llama_cpp.server`` with the embedded model, on 127.0.0.1."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("teacher") / "server.log"
-    command = [
-        *served_model,
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        give_up = time.monotonic() + 90
-        while True:
-            if server.poll() is not None or time.monotonic() > give_up:
-                pytest.fail(f"the teacher did not start:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/v1/models", timeout=1.0):
-                    break
-            except OSError:
-                time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    command = [*served_model, "--n_ctx", "2048", "--n_threads", "1"]
+    with running_server(command, log, start_s=90) as url:
+        yield url.removesuffix("/v1")
 
 
 @pytest.fixture
