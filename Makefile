@@ -69,7 +69,7 @@ test: $(STAMP) vscode vscode-e2e
 
 # The fast tier, for every edit: the tests that load no real model and start no server or
 # editor (tiers from fixtures: tests/conftest.py), property tests with a quarter of their
-# examples; about a minute and a half on 2 cores. `make test` stays the gate.
+# examples; about two and a half minutes on 2 cores. `make test` stays the gate.
 check: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not model and not e2e" \
 		--hypothesis-profile=check
