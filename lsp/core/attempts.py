@@ -1,13 +1,18 @@
-"""What the candidates of one completion produced, and what the code below asks of them."""
+"""What the candidates of one completion produced, what the code below asks of them, and
+which one is shown."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from lint_bridge.suffix_names import broken_at_cursor, defines_any, parses, unbound_below
-from lsp.core.pipeline_types import Cursor, PipelineSettings
+from lsp.core.choose import Chooser, Considered
+from lsp.core.confidence import ConfidenceModel, Scene, shipped
+from lsp.core.linestart import LineStart
+from lsp.core.pipeline_types import Alternative, Cursor, PipelineSettings
 from model.runtime.api import TokenLogprobs, Usage
 
 
@@ -36,13 +41,21 @@ class SuffixAsks:
 
 
 class Attempts:
-    """What the candidates of one completion produced: usage summed, the best text kept.
+    """What the candidates of one completion produced: usage summed, every verified text
+    scored (``lsp.core.choose``), and in the end the one shown, or held.
 
-    Each kept text remembers the usage of the generation it came from (``begin``), whose
-    token log-probabilities arrive when that generation's stream ends.
+    Each verified text remembers the usage of the generation it came from (``begin``),
+    whose token log-probabilities arrive when that generation's stream ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        settings: PipelineSettings | None = None,
+        model: ConfidenceModel | None = None,
+        *,
+        hold: bool = False,
+    ) -> None:
+        settings = settings or PipelineSettings()
         self.usage = Usage()
         self.raw = ""
         self.count = 0
@@ -55,17 +68,32 @@ class Attempts:
         self.lint_before: Future[Any] | None = None
         self.asks = SuffixAsks()
         self.held: str | None = None
-        # The usage of the generation under way, and of those the kept texts came from.
+        self.choice = Chooser(
+            model or shipped(),
+            min_confidence=settings.min_confidence,
+            choose_among=settings.choose_among,
+            hold=hold,
+        )
+        # What the decision found: the chosen candidate (None: none, or held) and the score.
+        self.confidence: float | None = None
+        self.alternatives: tuple[Alternative, ...] = ()
+        self._chosen: Considered | None = None
+        # The usage of the generation under way.
         self._current = Usage()
-        self._text_from = self._held_from = self._repair_from = self._current
+
+    def scene(self, cursor: Cursor, snippets_used: Sequence[str], constrained: bool) -> None:
+        """The cursor the next candidates complete, and what their prompt holds."""
+        self.choice.scene(Scene.of(cursor, snippets_used, constrained))
 
     def begin(self, usage: Usage) -> None:
         """A candidate's generation starts; ``usage`` is its stream's (filled as it ends)."""
         self._current = usage
+        self.choice.begin()
 
     def add_usage(self, usage: Usage, raw: str) -> None:
         self.count += 1
         self.raw = raw
+        self.choice.generated(raw)
         self.usage.model = usage.model
         self.usage.prompt_tokens += usage.prompt_tokens
         self.usage.prompt_tokens_evaluated += usage.prompt_tokens_evaluated
@@ -73,39 +101,68 @@ class Attempts:
         self.usage.constrained_tokens += usage.constrained_tokens
         self.usage.finish_reason = usage.finish_reason
 
-    def accept(self, text: str, verdict: str, unchecked: list[str]) -> None:
+    def accept(self, text: str, verdict: str, unchecked: list[str]) -> bool:
+        """A candidate that verified; True when no more need be generated."""
         self.text, self.verdict, self.unchecked = text, verdict, unchecked
-        self._text_from = self._current
+        self.choice.add(text, verdict, self._current)
+        return self.choice.enough()
 
     def hold(self, text: str) -> None:
         """A verified candidate kept in reserve while a better one is sought."""
         if self.held is None:
             self.held = text
-            self._held_from = self._current
+        self.choice.add(text, "accept", self._current, asks_met=False)
 
     def accept_held(self, verdict: str) -> None:
         if self.text is None and self.held is not None:
-            self.accept(self.held, verdict, self.unchecked)
-            self._text_from = self._held_from
+            self.text, self.verdict = self.held, verdict
 
     def offer_repair(self, text: str) -> None:
         if self.repair is None or len(text) > len(self.repair):
             self.repair = text
-            self._repair_from = self._current
+        self.choice.offer_repair(text, self._current)
 
     def logprobs(self) -> TokenLogprobs | None:
-        """The token log-probabilities of the generation the final text came from."""
-        if self.text is not None:
-            return self._text_from.logprobs
-        if self.repair is not None:
-            return self._repair_from.logprobs
-        return None
+        """The token log-probabilities of the generation the shown text came from."""
+        return None if self._chosen is None else self._chosen.usage.logprobs
 
-    def final_text(self) -> str | None:
-        if self.text is not None:
-            return self.text
-        if self.repair is not None:
-            self.verdict = "repair"
-            return self.repair
-        self.verdict = "reject" if self.count else "none"
-        return None
+    def finish(self, lead: str, view: LineStart | None) -> tuple[str | None, int]:
+        """The text to show (``lead`` before it, mapped back from a line-start ``view``)
+        and the characters before the cursor it replaces; (None, 0) when nothing is shown."""
+        model = self.choice.model
+        self.alternatives = tuple(
+            Alternative(
+                *_mapped(c.text, lead, view),
+                confidence=c.probability(model),
+                mean_logprob=c.mean_logprob,
+                verdict=c.verdict,
+                asks_met=c.asks_met,
+                features=c.features(),
+            )
+            for c in self.choice.considered()
+        )
+        chosen, held = self.choice.decide()
+        if chosen is None:
+            self.verdict = "reject" if self.count else "none"
+            return None, 0
+        self.confidence = chosen.probability(model)
+        if held:
+            self.verdict = "unsure"  # verified, but not likely enough to be right
+            return None, 0
+        self._chosen, self.verdict = chosen, chosen.verdict
+        return _mapped(chosen.text, lead, view)
+
+    def summary(self, shown: bool) -> str:
+        """How the completion ended, for its log line."""
+        score = "" if self.confidence is None else f", confidence {self.confidence:.2f}"
+        if shown:
+            return f"{self.verdict} after {self.count} candidate(s){score}"
+        if self.verdict == "unsure":
+            return f"held after {self.count} candidate(s){score} < {self.choice.min_confidence}"
+        return "nothing usable"
+
+
+def _mapped(text: str, lead: str, view: LineStart | None) -> tuple[str, int]:
+    """A candidate as the editor gets it: (text, characters before the cursor it replaces)."""
+    text = lead + text
+    return view.mapped(text) if view is not None else (text, 0)

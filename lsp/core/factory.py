@@ -71,6 +71,7 @@ def pipeline_settings(settings: ServerSettings, *, one_off: bool = False) -> Pip
         time_budget_s=completion.time_budget_ms / 1000 if completion.time_budget_ms else None,
         max_wait_s=completion.max_wait_ms / 1000 if completion.max_wait_ms else None,
         multiline=completion.multiline,
+        min_confidence=completion.min_confidence,
         first_prompt_tokens=0 if one_off else FIRST_PROMPT_TOKENS,
     )
 

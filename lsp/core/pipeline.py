@@ -20,6 +20,7 @@ from lint_bridge.api import Document, Splice, Verdict
 from lint_bridge.verify import Verifier
 from lsp.core.attempts import Attempts, SuffixAsks
 from lsp.core.coldstart import ColdStart
+from lsp.core.confidence import shipped
 from lsp.core.legal_names import name_constraint
 from lsp.core.linestart import line_start
 from lsp.core.pipeline_types import CompletionResult, Cursor, PipelineSettings
@@ -105,6 +106,7 @@ class CompletionPipeline:
         self._count_tokens = TokenCounts(backend.count_tokens)
         # A file's first prompt: small unless cached (when first_prompt_tokens is set).
         self.cold = ColdStart(backend, self.settings.first_prompt_tokens)
+        self.confidence = shipped()  # show or hold, and the choice among candidates
         # Lints the buffer as it is while the model generates (see _lint_before).
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprentice-lint")
         self._pending_lint: Future[Any] | None = None
@@ -242,7 +244,8 @@ class CompletionPipeline:
         stages: Stages,
         outcome: Attempts,
     ) -> BuiltPrompt:
-        """Generate, clean and verify candidates until one passes; results go to ``outcome``."""
+        """Generate, clean and verify candidates until enough pass (``lsp.core.choose``);
+        results go to ``outcome``."""
         settings = self.settings
         plan = self.plan(cursor)
         built = self.cold.choose(
@@ -255,6 +258,7 @@ class CompletionPipeline:
         # Lever complete_names: only legal names, where all of them are known.
         blank = self._blank(cursor)
         names = name_constraint(cursor, self.verifier, blank) if settings.complete_names else None
+        outcome.scene(cursor, built.snippets_used, names is not None)
         verdict = "accept" if self.verifier else "unchecked"
         attempts = max(1, settings.candidates)  # grows while candidates are only held
         for attempt in itertools.count():
@@ -307,9 +311,9 @@ class CompletionPipeline:
                 if attempts < settings.candidates + settings.extra_candidates:
                     attempts += 1
                 continue
-            outcome.accept(form, verdict, outcome.unchecked)
-            break
-        # No candidate did what the code below asks: the first verified one all the same.
+            if outcome.accept(form, verdict, outcome.unchecked):
+                break
+        # No candidate did what the code below asks: the best verified one all the same.
         outcome.accept_held(verdict)
         return built
 
@@ -423,7 +427,7 @@ class CompletionPipeline:
             snippets = self._snippets(cursor)
         stages.mark("context")
         limits = Limits.of(settings, started, budget=budget)
-        outcome = Attempts()
+        outcome = Attempts(settings, self.confidence, hold=budget)
         view = line_start(cursor) if settings.line_start else None
         if view is not None:
             cursor = view.cursor  # the model writes the line's indentation itself
@@ -440,12 +444,7 @@ class CompletionPipeline:
             )
             self._candidates(below, snippets, template, cancel, limits, stages, outcome)
             lead = "\n"
-        text = outcome.final_text()
-        replaced = 0
-        if text is not None:
-            text = lead + text
-            if view is not None:
-                text, replaced = view.mapped(text)
+        text, replaced = outcome.finish(lead, view)
         usage = outcome.usage
         raw = outcome.raw
         result = CompletionResult(
@@ -466,6 +465,8 @@ class CompletionPipeline:
             replaced=replaced,
             logprobs=outcome.logprobs(),
             constrained_tokens=usage.constrained_tokens,
+            confidence=outcome.confidence,
+            alternatives=outcome.alternatives,
         )
         result.stages_ms = stages.spent
         logger.info(
@@ -479,7 +480,7 @@ class CompletionPipeline:
             result.finish_reason,
             result.latency_ms,
             ", ".join(f"{name} {ms:.0f}" for name, ms in stages.spent.items()),
-            f"{outcome.verdict} after {outcome.count} candidate(s)" if text else "nothing usable",
+            outcome.summary(text is not None),
             ", ".join(built.snippets_used) or "none",
         )
         # The model's text (it may repeat the buffer's secrets) is for debugging only.

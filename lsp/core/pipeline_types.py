@@ -47,6 +47,14 @@ class PipelineSettings:
     # Prompt tokens a file's first request may evaluate cold (0: no limit). The server sets
     # it (lsp.core.coldstart); one-off completions (the CLI, eval) take the full prompt.
     first_prompt_tokens: int = 0
+    # Show or hold (lsp.core.confidence, lsp.core.choose): an automatic request's best
+    # verified candidate is held when its probability of being right is below this (0: never
+    # held); while the best so far is below it, the remaining candidates are tried. An
+    # explicit request shows its best candidate whatever its confidence.
+    min_confidence: float = 0.0
+    # Verified candidates gathered before choosing the best by confidence (1: the first one
+    # confident enough; more: ``apprentice eval`` measuring the choice against the oracle).
+    choose_among: int = 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,19 @@ class Cursor:
     @property
     def suffix(self) -> str:
         return self.text[self.offset :]
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A verified candidate of one completion (as the editor would get it), and its scores."""
+
+    text: str
+    replaced: int
+    confidence: float
+    mean_logprob: float | None
+    verdict: str  # accept | repair | unchecked
+    asks_met: bool = True  # does what the code below asks (levers suffix_names/_syntax)
+    features: tuple[float, ...] = ()  # lsp.core.confidence.FEATURES, for training
 
 
 @dataclass
@@ -96,6 +117,10 @@ class CompletionResult:
     # restricted to legal names (lever ``complete_names``).
     logprobs: TokenLogprobs | None = None
     constrained_tokens: int = 0
+    # The shown (or held) candidate's probability of being right (None: no candidate), and
+    # every verified candidate in the order they were generated.
+    confidence: float | None = None
+    alternatives: tuple[Alternative, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         """The ``--json`` shape of ``apprentice complete``."""
@@ -115,5 +140,10 @@ class CompletionResult:
             "replaced": self.replaced,
             "logprobs": None if self.logprobs is None else asdict(self.logprobs),
             "constrained_tokens": self.constrained_tokens,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "alternatives": [
+                {"text": a.text, "confidence": round(a.confidence, 4), "verdict": a.verdict}
+                for a in self.alternatives
+            ],
             "stages_ms": {name: round(ms, 1) for name, ms in self.stages_ms.items()},
         }

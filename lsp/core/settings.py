@@ -78,6 +78,11 @@ class CompletionSettings:
     timeout_ms: int = 10000
     multiline: bool = True
     fim_template: str | None = None
+    # Show or hold (0..1; 0: always show): an automatic suggestion whose probability of being
+    # right (lsp.core.confidence, calibrated on held-out standard-library holes) is below
+    # this is not shown; explicit requests always show their best candidate. The default is
+    # the operating point the calibration data chose (the shipped weights name it).
+    min_confidence: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,8 @@ def _accepts(annotation: Any, value: object) -> bool:
             return True
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return True
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
         if option is str and isinstance(value, str):
             return True
         if option == tuple[str, ...] and isinstance(value, list):
@@ -175,6 +182,8 @@ def _section(cls: type, raw: object, where: str, problems: list[str]) -> Any:
             expected = getattr(annotation, "__name__", None) or str(annotation)
             if annotation == tuple[str, ...]:
                 expected = "a list of strings"
+            if annotation is float:
+                expected = "a number from 0 to 1"
             problems.append(f"{where}.{key}: expected {expected}, got {value!r}")
             continue
         try:
@@ -196,6 +205,8 @@ def _validated(settings: Any, where: str, problems: list[str]) -> Any:
         bad = isinstance(value, int) and not isinstance(value, bool) and value < 0
         if spec.name in ("candidates", "context_length", "max_tokens", "max_tokens_multiline"):
             bad = bad or value < 1
+        if isinstance(value, float):
+            bad = not 0.0 <= value <= 1.0  # the only float settings are probabilities
         if bad:
             problems.append(f"{where}.{_camel(spec.name)}: {value} is out of range")
             changes[spec.name] = getattr(default, spec.name)

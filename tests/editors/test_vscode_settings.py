@@ -30,7 +30,7 @@ def _camel(name: str) -> str:
 
 def _json_type(annotation: Any) -> dict[str, Any]:
     """The JSON schema type of a settings field's annotation."""
-    scalars = {str: "string", int: "integer", bool: "boolean"}
+    scalars = {str: "string", int: "integer", bool: "boolean", float: "number"}
     if annotation in scalars:
         return {"type": scalars[annotation]}
     args = typing.get_args(annotation)
