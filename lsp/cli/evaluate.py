@@ -29,6 +29,7 @@ INVOKED_ONLY = (
     "--as-typed",
     "--candidates",
     "--verification",
+    "--confidence-curve",
 )
 # model.training.holes.LINE_PLACEMENTS, spelled out: building the parser (which every
 # command, serve included, does) must not import the training package.
@@ -157,6 +158,14 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         help="invoked, HumanEval: verify and run N candidates per task, to measure the "
         "verifier's precision and recall against the tests",
     )
+    parser.add_argument(
+        "--confidence-curve",
+        action="store_true",
+        help="invoked: try every candidate and score each; per row, coverage and right when "
+        "shown at completion.minConfidence 0, 0.1, ..., 0.9 (replayed from this one run) and "
+        "the choice among candidates (first-come, by confidence, by mean log-probability, "
+        "oracle); the row's own figures are then the choice by confidence",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--output", help="also write the JSON (every task) to this file")
     parser.set_defaults(handler=cmd_eval)
@@ -198,6 +207,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         as_typed=args.as_typed,
         candidates=candidates,
         verification_samples=args.verification or 0,
+        confidence_curve=args.confidence_curve,
     )
     bar = ProgressBar(unit="tasks")
     result = run(options, progress=bar)
@@ -222,7 +232,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sys.stdout.write("\n" + compared + "\n")
     for model, found in result.verification.items():
         sys.stdout.write(f"\nVerification against execution ({model}):\n\n{found.table()}\n")
+    if result.curves:
+        _write_curves(result)
     return 0
+
+
+def _write_curves(result: Any) -> None:
+    """--confidence-curve's tables: the operating points, then the choice among candidates."""
+    from lsp.evaluation.confidence_curve import curve_table, selection_table
+
+    def label(key: tuple[str, str, str]) -> str:
+        return " · ".join(key)
+
+    sys.stdout.write(
+        "\nShow or hold (completion.minConfidence; automatic requests), replayed from this "
+        f"run:\n\n{curve_table([(label(k), v) for k, v in result.curves.items()])}\n"
+    )
+    sys.stdout.write(
+        "\nChoosing among the candidates (right over all tasks):\n\n"
+        f"{selection_table([(label(k), v) for k, v in result.selections.items()])}\n"
+    )
 
 
 def choose_trigger(args: argparse.Namespace) -> str:

@@ -137,6 +137,7 @@ class Attempts:
                 mean_logprob=c.mean_logprob,
                 verdict=c.verdict,
                 asks_met=c.asks_met,
+                attempt=c.attempt,
                 features=c.features(),
             )
             for c in self.choice.considered()

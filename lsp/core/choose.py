@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lsp.core.confidence import ConfidenceModel, Scene, features
 from model.runtime.api import Usage
@@ -151,3 +152,48 @@ class Chooser:
         """Every candidate scored, in generation order (the repair last)."""
         extra = [self.repair] if self.repair is not None else []
         return sorted([*self.verified, *extra], key=lambda c: c.order)
+
+
+class Scored(Protocol):
+    """A recorded candidate, as ``replay`` reads it (``lsp.core.pipeline_types.Alternative``)."""
+
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def mean_logprob(self) -> float | None: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def asks_met(self) -> bool: ...
+    @property
+    def attempt(self) -> int: ...
+
+
+def replay(recorded: Sequence[Scored], min_confidence: float, candidates: int) -> int | None:
+    """Which recorded candidate an automatic request would show at ``min_confidence`` with
+    ``candidates`` tries (its index), or None where it shows nothing.
+
+    ``recorded`` are a completion's alternatives from a run that tried every candidate
+    (``choose_among`` as large as ``candidates``); features never look at later candidates,
+    so each one's confidence is what the pipeline would have had when it was generated, and
+    ``Chooser``'s rule replays for any threshold from that one run: the first candidate that
+    verifies at the threshold or above ends the search and is shown; otherwise the best of
+    the pool (``Chooser.pool``) is shown if it reaches the threshold, else held.
+    """
+    tried = [(i, c) for i, c in enumerate(recorded) if c.attempt < candidates]
+    for i, c in tried:
+        if c.verdict != "repair" and c.asks_met and c.confidence >= min_confidence:
+            return i
+    verified = [(i, c) for i, c in tried if c.verdict != "repair"]
+    pool = [(i, c) for i, c in verified if c.asks_met] or verified
+    pool = pool or [(i, c) for i, c in tried if c.verdict == "repair"]
+    if not pool:
+        return None
+
+    def key(item: tuple[int, Scored]) -> tuple[float, float, int]:
+        i, c = item
+        mean = -math.inf if c.mean_logprob is None else c.mean_logprob
+        return (c.confidence, mean, -i)
+
+    chosen, best_one = max(pool, key=key)
+    return chosen if best_one.confidence >= min_confidence else None

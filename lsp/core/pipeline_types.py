@@ -87,6 +87,7 @@ class Alternative:
     mean_logprob: float | None
     verdict: str  # accept | repair | unchecked
     asks_met: bool = True  # does what the code below asks (levers suffix_names/_syntax)
+    attempt: int = 0  # candidates generated before it at its cursor (0: the greedy one)
     features: tuple[float, ...] = ()  # lsp.core.confidence.FEATURES, for training
 
 

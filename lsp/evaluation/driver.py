@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lsp.core.settings import CompletionSettings, ServerSettings
 from lsp.evaluation import humaneval
+from lsp.evaluation.confidence_curve import CurvePoint, Selection, curve, selection
 from lsp.evaluation.repo import RepoSource
 from lsp.evaluation.report import Row
 from lsp.evaluation.runner import (
@@ -92,6 +93,9 @@ class EvalOptions:
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     # Candidates per task for the verification-against-execution study (0: no study).
     verification_samples: int = 0
+    # Try every candidate and score each verified one: the show-or-hold curve and the
+    # choice among candidates against the oracle (lsp.evaluation.confidence_curve).
+    confidence_curve: bool = False
     # How a model spec becomes a backend (tests pass a fake).
     backend_factory: Callable[[BackendSettings], Backend] = create_backend
 
@@ -105,10 +109,23 @@ class EvalRun:
     tasks: int = 0
     verification: dict[str, VerificationStudy] = field(default_factory=dict)
     execution: str | None = None  # why tests could not run (no sandbox); None: they could
+    # With --confidence-curve: per row (model, variant, placement), its curve and choice.
+    curves: dict[tuple[str, str, str], list[CurvePoint]] = field(default_factory=dict)
+    selections: dict[tuple[str, str, str], Selection] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return {
             "execution_scoring": execution_json(self.execution),
+            "confidence_curve": [
+                {
+                    "model": m,
+                    "variant": v,
+                    "placement": p,
+                    "points": [point.as_json() for point in points],
+                    "selection": self.selections[(m, v, p)].as_json(),
+                }
+                for (m, v, p), points in self.curves.items()
+            ],
             "rows": [
                 {
                     "model": r.model,
@@ -221,6 +238,10 @@ def _run_models(
             backend.info()  # load the model once, before the clock starts
             for variant in options.variants:
                 pipeline = pipeline_for(backend, base, variant, workspace)
+                if options.confidence_curve:  # every candidate tried, nothing held
+                    pipeline.settings = replace(
+                        pipeline.settings, choose_among=variant.candidates, min_confidence=0.0
+                    )
                 for placement, placed in jobs.items():
                     label = f"{spec.label} · {variant.name} · {placement}"
                     results = run_all(
@@ -231,8 +252,14 @@ def _run_models(
                         limits=options.sandbox,
                         progress=progress,
                         label=label,
+                        alternatives=options.confidence_curve,
                     )
-                    out.results[(spec.label, variant.name, placement)] = results
+                    key = (spec.label, variant.name, placement)
+                    out.results[key] = results
+                    if options.confidence_curve:
+                        recorded = [r.alternatives for r in results]
+                        out.curves[key] = curve(recorded, variant.candidates)
+                        out.selections[key] = selection(recorded, variant.candidates)
                     summary = summarize(results, peak_rss_mb())
                     no_sandbox = out.execution is not None
                     out.rows.append(Row(spec.label, variant.name, placement, summary, no_sandbox))

@@ -21,6 +21,7 @@ from lsp.core.factory import build_pipeline, make_verifier
 from lsp.core.levers import DEFAULT_ON, LEVER_NAMES, PIPELINE_LEVERS, lever
 from lsp.core.pipeline import CompletionPipeline, ContextSource, Cursor
 from lsp.core.settings import ServerSettings, VerifySettings
+from lsp.evaluation.confidence_curve import ScoredAlternative, score_alternatives
 from lsp.evaluation.metrics import Score, score
 from model.runtime.api import Backend
 from model.training.holes import EditorView, HoleTask, Placement, place, region_lines
@@ -99,6 +100,10 @@ class TaskResult:
     completion_tokens: int
     verdict: str
     context: tuple[str, ...] = ()
+    # The shown (or held) candidate's probability of being right, and, with
+    # --confidence-curve, every verified candidate scored (lsp.evaluation.confidence_curve).
+    confidence: float | None = None
+    alternatives: list[ScoredAlternative] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         s = self.score
@@ -122,6 +127,8 @@ class TaskResult:
             "completion_tokens": self.completion_tokens,
             "verdict": self.verdict,
             "context": list(self.context),
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "alternatives": [a.as_json() for a in self.alternatives],
         }
 
 
@@ -197,8 +204,10 @@ def run_task(
     *,
     budget: bool,
     limits: SandboxLimits,
+    alternatives: bool = False,
 ) -> TaskResult:
-    """Complete one placed task and score it."""
+    """Complete one placed task and score it (with ``alternatives``, every verified
+    candidate too)."""
     view = place(task, placement)
     cursor = Cursor(
         path=task.path,
@@ -213,6 +222,19 @@ def run_task(
     replaced = result.replaced if result.text else 0
     scored = score_completed(task, view.apply(text, replaced), text, limits)
     unknown = workspace.unknown_symbols(view, task, text, replaced) if text.strip() else False
+    scored_alternatives = []
+    if alternatives:
+
+        def right(alternative: str, covers: int) -> bool:
+            same = (alternative, covers) == (text, replaced)  # the shown one: scored already
+            found = (
+                scored
+                if same
+                else score_completed(task, view.apply(alternative, covers), alternative, limits)
+            )
+            return found.exact if found.passed is None else found.passed
+
+        scored_alternatives = score_alternatives(result.alternatives, right)
     return TaskResult(
         task_id=task.task_id,
         kind=task.kind,
@@ -227,6 +249,8 @@ def run_task(
         completion_tokens=result.completion_tokens,
         verdict=result.verdict,
         context=result.snippets_used,
+        confidence=result.confidence,
+        alternatives=scored_alternatives,
     )
 
 
@@ -293,6 +317,7 @@ def run_all(
     limits: SandboxLimits | None = None,
     progress: Progress | None = None,
     label: str = "",
+    alternatives: bool = False,
 ) -> list[TaskResult]:
     """Every (task, placement) job in order; one failing task is logged, never fatal."""
     limits = limits or SandboxLimits()
@@ -301,7 +326,17 @@ def run_all(
         if progress is not None:
             progress(label, i, len(jobs))
         try:
-            out.append(run_task(pipeline, workspace, task, placement, budget=budget, limits=limits))
+            out.append(
+                run_task(
+                    pipeline,
+                    workspace,
+                    task,
+                    placement,
+                    budget=budget,
+                    limits=limits,
+                    alternatives=alternatives,
+                )
+            )
         except Exception:  # a bug, counted and shown in the table; the run goes on
             logger.exception("task %s (%s) failed", task.task_id, placement)
             out.append(_failed(task, placement))
