@@ -28,7 +28,7 @@ LLAMA_KEY := $(shell echo '$(LLAMA_CPP_VERSION) $(strip $(LLAMA_CMAKE_ARGS))' | 
 WHEELHOUSE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/wheels/llama-cpp-python-$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
 
-.PHONY: all demo test check lint format bench clean setup student
+.PHONY: all demo test check lint format bench clean setup student confidence
 
 all: test
 
@@ -159,6 +159,19 @@ student: $(STAMP)
 	cp $(STUDENT_RUN)/adapter.gguf $(STUDENT_RUN)/training.json \
 		$(STUDENT_RUN)/train_log.jsonl $(STUDENT_RUN)/checkpoint/apprentice-model.toml \
 		$(STUDENT_WORK)/dataset/CARD.md $(STUDENT_WORK)/dataset/card.json model/student/
+
+# The show-or-hold classifier's weights (lsp/core/data/confidence.json) and the default of
+# completion.minConfidence: holes cut from CPython's standard library (no evaluation set
+# uses it), the server's invoked pipeline with the embedded model on each, every candidate
+# recorded with its features and whether it is the hole's line exactly, then a logistic
+# regression with an isotonic table (bench/confidence_data.py, model/training/confidence_fit.py).
+# The records stay in CONFIDENCE_WORK, so an interrupted run resumes; the report prints the
+# curve and the operating point, which lsp/core/settings.py and the VS Code extension's
+# package.json then take as their default. Run it on purpose, never from CI.
+CONFIDENCE_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/confidence-work
+CONFIDENCE_HOLES ?= 400
+confidence: $(STAMP)
+	$(BIN)/python -m bench.confidence_data --work $(CONFIDENCE_WORK) --holes $(CONFIDENCE_HOLES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,131 @@
+"""Fitting the show-or-hold classifier on recorded candidates (synthetic, known answers)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsp.core.confidence import FEATURES, ConfidenceModel
+from model.training.confidence_fit import (
+    Candidate,
+    Record,
+    curve,
+    load_records,
+    operating_point,
+    train,
+)
+
+LP = FEATURES.index("lp_mean")
+COMMENT = FEATURES.index("comment")
+
+
+def synthetic(holes: int = 300, seed: int = 0) -> list[Record]:
+    """Holes of 1-2 candidates whose chance of being right rises with the mean
+    log-probability and falls for comments; 30 files."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(holes):
+        candidates = []
+        for attempt in range(rng.choice((1, 2))):
+            row = [rng.gauss(0, 1) for _ in FEATURES]
+            row[LP] = -abs(rng.gauss(0, 1.2))
+            row[COMMENT] = float(rng.random() < 0.2)
+            z = 3.0 * row[LP] + 1.0 - 2.0 * row[COMMENT]
+            right = rng.random() < 1 / (1 + math.exp(-z))
+            candidates.append(Candidate(tuple(row), right, "accept", True, attempt, row[LP]))
+        records.append(Record(f"t{i}", f"file{i % 30}.py", tuple(candidates)))
+    return records
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[ConfidenceModel, dict[str, object]]:
+    return train(synthetic(), candidates=2, min_coverage=0.5, meta={"data": "synthetic"})
+
+
+def test_the_fit_finds_the_signal_and_measures_it_on_held_out_files(
+    trained: tuple[ConfidenceModel, dict[str, object]],
+) -> None:
+    model, report = trained
+    assert model.coefficients[LP] > 0 and model.coefficients[COMMENT] < 0
+    held = report["held_out_by_file"]
+    assert isinstance(held, dict)
+    assert held["calibrated"]["auc"] > 0.75
+    assert held["files"] == 8  # a quarter of 30 files, rounded up: none shared with training
+
+
+def test_the_calibration_table_is_monotone_within_zero_and_one(
+    trained: tuple[ConfidenceModel, dict[str, object]],
+) -> None:
+    model, _ = trained
+    assert model.table_x.size > 1
+    assert np.all(np.diff(model.table_x) >= 0) and np.all(np.diff(model.table_y) >= 0)
+    assert model.table_y.min() >= 0 and model.table_y.max() <= 1
+
+
+def test_the_written_weights_read_back_to_the_same_probabilities(
+    trained: tuple[ConfidenceModel, dict[str, object]], tmp_path: Path
+) -> None:
+    model, report = trained
+    path = tmp_path / "confidence.json"
+    path.write_text(json.dumps(model.as_json()))
+    again = ConfidenceModel.from_json(json.loads(path.read_text()))
+    rows = [c.features for r in synthetic(20, seed=1) for c in r.candidates]
+    assert [again.probability(r) for r in rows] == [model.probability(r) for r in rows]
+    assert again.recommended == model.recommended
+    assert again.meta is not None and again.meta["data"] == "synthetic"
+
+
+def test_the_operating_point_keeps_the_coverage_it_promises(
+    trained: tuple[ConfidenceModel, dict[str, object]],
+) -> None:
+    model, report = trained
+    at = report["recommended"]
+    assert isinstance(at, dict)
+    assert at["coverage"] >= 0.5 and at["min_confidence"] == model.recommended
+    assert model.recommended > 0  # holding helps on this data
+    points = report["curve"]
+    assert isinstance(points, list) and [p["min_confidence"] for p in points][:3] == [0, 0.1, 0.2]
+    assert at["right_when_shown"] >= points[0]["right_when_shown"]
+
+
+def test_the_operating_point_rule() -> None:
+    points: list[dict[str, float | None]] = [
+        {"min_confidence": 0.0, "coverage": 0.9, "right_when_shown": 0.3},
+        {"min_confidence": 0.2, "coverage": 0.6, "right_when_shown": 0.5},
+        {"min_confidence": 0.3, "coverage": 0.6, "right_when_shown": 0.5},
+        {"min_confidence": 0.4, "coverage": 0.4, "right_when_shown": 0.9},
+    ]
+    assert operating_point(points, 0.5) == 0.2  # the lowest threshold of the best rate
+    assert operating_point(points, 0.95) == 0.0
+
+
+def test_the_curve_replays_the_candidates_allowed() -> None:
+    sure_wrong = Candidate((), False, "accept", True, 0, -0.1, 0.9)
+    unsure_right = Candidate((), True, "accept", True, 1, -1.0, 0.2)
+    [at_zero, at_half] = curve([[unsure_right, sure_wrong]], 2, [0.0, 0.5])
+    assert at_zero["right_when_shown"] == 1.0 and at_half["right_when_shown"] == 0.0
+
+
+def test_records_load_from_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    row = {
+        "task_id": "a.py:3:line",
+        "path": "a.py",
+        "alternatives": [
+            {
+                "features": [None] + [0.0] * (len(FEATURES) - 1),
+                "right": True,
+                "verdict": "accept",
+                "attempt": 0,
+                "mean_logprob": None,
+            }
+        ],
+    }
+    path.write_text(json.dumps(row) + "\n\n")
+    [record] = load_records(path)
+    assert record.group == "a.py" and math.isnan(record.candidates[0].features[0])
