@@ -151,13 +151,15 @@ def collect(work: Path, holes: int, candidates: int, seed: int, threads: int | N
     return minutes
 
 
-def fit_and_write(work: Path, candidates: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """Fit on the recorded holes; write the shipped weights and the report."""
+def fit_and_write(
+    work: Path, candidates: int, meta: dict[str, Any], weights: Path = WEIGHTS
+) -> dict[str, Any]:
+    """Fit on the recorded holes; write the weights and the report."""
     from model.training.confidence_fit import load_records, train
 
     records = load_records(work / "records.jsonl")
     model, report = train(records, candidates=candidates, min_coverage=MIN_COVERAGE, meta=meta)
-    WEIGHTS.write_text(json.dumps(model.as_json(), indent=1) + "\n", encoding="utf-8")
+    weights.write_text(json.dumps(model.as_json(), indent=1) + "\n", encoding="utf-8")
     (work / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
 
@@ -205,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: the server's)")
     parser.add_argument("--fit-only", action="store_true", help="refit the recorded holes")
+    parser.add_argument(
+        "--weights", type=Path, default=WEIGHTS, help="where the weights go (default: shipped)"
+    )
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.fit_only:
@@ -220,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         "collection_minutes": minutes,
         "date": time.strftime("%Y-%m-%d"),
     }
-    report = fit_and_write(args.work, CompletionSettings().candidates, meta)
+    report = fit_and_write(args.work, CompletionSettings().candidates, meta, args.weights)
     sys.stdout.write(markdown(report) + "\n")
-    sys.stdout.write(f"weights: {WEIGHTS}\nreport: {args.work / 'report.json'}\n")
+    sys.stdout.write(f"weights: {args.weights}\nreport: {args.work / 'report.json'}\n")
     return 0
 
 

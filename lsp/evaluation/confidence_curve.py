@@ -31,6 +31,9 @@ class ScoredAlternative:
     asks_met: bool
     attempt: int
     right: bool
+    # lsp.core.confidence.FEATURES, so other weights can re-score the run
+    # (bench/confidence_rescore.py).
+    features: tuple[float, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -40,6 +43,7 @@ class ScoredAlternative:
             "asks_met": self.asks_met,
             "attempt": self.attempt,
             "right": self.right,
+            "features": [None if math.isnan(v) else round(v, 6) for v in self.features],
         }
 
 
@@ -55,6 +59,7 @@ def score_alternatives(
             asks_met=a.asks_met,
             attempt=a.attempt,
             right=right(a.text, a.replaced),
+            features=a.features,
         )
         for a in alternatives
     ]

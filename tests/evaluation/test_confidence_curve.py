@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
+from bench.confidence_rescore import rescored
 from lsp.core.choose import replay
 from lsp.core.pipeline import CompletionPipeline, PipelineSettings
 from lsp.evaluation.confidence_curve import (
@@ -141,7 +143,13 @@ def test_the_run_records_every_candidate_and_reports_the_curve(
     assert points[0.0].right_when_shown == 1.0  # first-come: the greedy answer
     assert points[0.1].right_when_shown == 0.0  # the unsure answer held for the sure sample
     assert points[0.8].coverage == 0.0
-    data = result.as_json()
-    assert data["confidence_curve"][0]["selection"]["oracle"] == 1.0  # type: ignore[index]
-    first = data["results"][0]  # type: ignore[index]
+    data = json.loads(json.dumps(result.as_json()))  # as --output writes it
+    assert data["confidence_curve"][0]["selection"]["oracle"] == 1.0
+    first = data["results"][0]
     assert first["alternatives"][0]["right"] is True and first["confidence"] > 0.5
+    # The recorded features re-score the run: the same weights give the same curve, and
+    # weights that prefer nothing fall back to the mean log-probability.
+    [again] = rescored(data, lp_only()).values()
+    assert curve(again, 2) == result.curves[key]
+    [flat] = rescored(data, lp_only(weight=0.0)).values()
+    assert selection(flat, 2).by_confidence == chosen.by_confidence
