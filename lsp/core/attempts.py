@@ -67,7 +67,7 @@ class Attempts:
         self.checked: set[tuple[int, str]] = set()
         self.lint_before: Future[Any] | None = None
         self.asks = SuffixAsks()
-        self.held: str | None = None
+        self.reserved: str | None = None  # verified, but not what the code below asks
         self.choice = Chooser(
             model or shipped(),
             min_confidence=settings.min_confidence,
@@ -107,15 +107,15 @@ class Attempts:
         self.choice.add(text, verdict, self._current)
         return self.choice.enough()
 
-    def hold(self, text: str) -> None:
+    def reserve(self, text: str) -> None:
         """A verified candidate kept in reserve while a better one is sought."""
-        if self.held is None:
-            self.held = text
+        if self.reserved is None:
+            self.reserved = text
         self.choice.add(text, "accept", self._current, asks_met=False)
 
-    def accept_held(self, verdict: str) -> None:
-        if self.text is None and self.held is not None:
-            self.text, self.verdict = self.held, verdict
+    def accept_reserved(self, verdict: str) -> None:
+        if self.text is None and self.reserved is not None:
+            self.text, self.verdict = self.reserved, verdict
 
     def offer_repair(self, text: str) -> None:
         if self.repair is None or len(text) > len(self.repair):

@@ -260,7 +260,7 @@ class CompletionPipeline:
         names = name_constraint(cursor, self.verifier, blank) if settings.complete_names else None
         outcome.scene(cursor, built.snippets_used, names is not None)
         verdict = "accept" if self.verifier else "unchecked"
-        attempts = max(1, settings.candidates)  # grows while candidates are only held
+        attempts = max(1, settings.candidates)  # grows while candidates are only reserved
         for attempt in itertools.count():
             if attempt >= attempts:
                 break
@@ -307,14 +307,14 @@ class CompletionPipeline:
                 continue
             if not outcome.asks.met_by(cursor, form):
                 # The code below asks for something this one does not do: another may.
-                outcome.hold(form)
+                outcome.reserve(form)
                 if attempts < settings.candidates + settings.extra_candidates:
                     attempts += 1
                 continue
             if outcome.accept(form, verdict, outcome.unchecked):
                 break
         # No candidate did what the code below asks: the best verified one all the same.
-        outcome.accept_held(verdict)
+        outcome.accept_reserved(verdict)
         return built
 
     def _consume(
