@@ -107,11 +107,11 @@ class Attempts:
         self.choice.add(text, verdict, self._current)
         return self.choice.enough()
 
-    def reserve(self, text: str) -> None:
+    def reserve(self, text: str, verdict: str) -> None:
         """A verified candidate kept in reserve while a better one is sought."""
         if self.reserved is None:
             self.reserved = text
-        self.choice.add(text, "accept", self._current, asks_met=False)
+        self.choice.add(text, verdict, self._current, asks_met=False)
 
     def accept_reserved(self, verdict: str) -> None:
         if self.text is None and self.reserved is not None:

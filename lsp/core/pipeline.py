@@ -307,7 +307,7 @@ class CompletionPipeline:
                 continue
             if not outcome.asks.met_by(cursor, form):
                 # The code below asks for something this one does not do: another may.
-                outcome.reserve(form)
+                outcome.reserve(form, verdict)
                 if attempts < settings.candidates + settings.extra_candidates:
                     attempts += 1
                 continue
