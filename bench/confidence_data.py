@@ -7,7 +7,8 @@
    one a file, every kind), masks them in a copy and indexes that copy (lexical context and
    symbols, no embeddings), exactly as ``apprentice eval --suite repo`` does. Whole-line
    holes take an editor placement at random (empty line, auto-indent, first characters
-   typed); the others the cursor inside the line.
+   typed); the others the cursor inside the line. Half the holes, at random, are completed
+   without repository context (as HumanEval is, and a file outside any index).
 3. Runs the server's invoked pipeline (its settings, verification, repository context) with
    the embedded model on each hole, trying every one of ``--candidates`` candidates, and
    records each verified candidate's features (``lsp.core.confidence``) and whether
@@ -120,16 +121,28 @@ def collect(work: Path, holes: int, candidates: int, seed: int, threads: int | N
     backend = create_backend(spec.settings)
     try:
         backend.info()
-        pipeline = pipeline_for(
-            backend, eval_settings(EvalOptions()), default_variant(candidates), suite.workspace
-        )
-        pipeline.settings = replace(pipeline.settings, choose_among=candidates, min_confidence=0)
+        settings, variant = eval_settings(EvalOptions()), default_variant(candidates)
+        # Half the holes without repository context, as HumanEval and files outside an
+        # index are completed: the feature then varies as it does in use.
+        pipelines = {
+            with_context: pipeline_for(
+                backend, settings, replace(variant, context=with_context), suite.workspace
+            )
+            for with_context in (True, False)
+        }
+        for pipeline in pipelines.values():
+            pipeline.settings = replace(
+                pipeline.settings, choose_among=candidates, min_confidence=0.0
+            )
         rng = random.Random(seed)
         with records.open("a", encoding="utf-8") as out:
             for i, task in enumerate(suite.tasks):
-                placement = placement_for(task, rng)  # drawn for every task: resumable
+                # Drawn for every task, recorded or not: a resumed run draws the same.
+                placement = placement_for(task, rng)
+                with_context = rng.random() < 0.5
                 if task.task_id in done:
                     continue
+                pipeline = pipelines[with_context]
                 row = record_task(pipeline, suite.workspace.root, task, placement)
                 out.write(json.dumps(row) + "\n")
                 out.flush()

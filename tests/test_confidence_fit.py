@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lsp.core.confidence import FEATURES, ConfidenceModel
+from model.runtime.fake import FakeBackend
 from model.training.confidence_fit import (
     Candidate,
     Record,
@@ -70,7 +71,7 @@ def test_the_calibration_table_is_monotone_within_zero_and_one(
 def test_the_written_weights_read_back_to_the_same_probabilities(
     trained: tuple[ConfidenceModel, dict[str, object]], tmp_path: Path
 ) -> None:
-    model, report = trained
+    model, _ = trained
     path = tmp_path / "confidence.json"
     path.write_text(json.dumps(model.as_json()))
     again = ConfidenceModel.from_json(json.loads(path.read_text()))
@@ -129,3 +130,37 @@ def test_records_load_from_json_lines(tmp_path: Path) -> None:
     path.write_text(json.dumps(row) + "\n\n")
     [record] = load_records(path)
     assert record.group == "a.py" and math.isnan(record.candidates[0].features[0])
+
+
+def test_the_report_prints_the_curve_and_the_choice(
+    trained: tuple[ConfidenceModel, dict[str, object]],
+) -> None:
+    from bench.confidence_data import markdown
+
+    _, report = trained
+    text = markdown(report)
+    assert "| 0.0 |" in text and "| 0.9 |" in text
+    assert f"chosen: minConfidence {report['recommended']['min_confidence']:.2f}" in text  # type: ignore[index]
+
+
+def test_a_recorded_hole_labels_each_candidate_by_exact_match(tmp_path: Path) -> None:
+    """The collector's record: every verified candidate, its features, right or not."""
+    from bench.confidence_data import record_task
+    from lsp.core.pipeline import CompletionPipeline, PipelineSettings
+    from model.runtime.api import TokenLogprobs
+    from model.training.holes import HoleTask
+
+    original = "def area(w, h):\n    result = w * h\n    return result\n"
+    line = original.index("    result")
+    task = HoleTask("a.py:2:line", "a.py", original, line, original.index("    return"), "line")
+    answers = iter(["    result = w * h", "    result = w + h"])
+    backend = FakeBackend(
+        respond=lambda p: next(answers),
+        logprobs=lambda p: TokenLogprobs(-0.2, -1.0, -0.3, 5),
+    )
+    settings = PipelineSettings(candidates=2, choose_among=2)
+    row = record_task(CompletionPipeline(backend, settings), tmp_path, task, "empty")
+    assert [a["right"] for a in row["alternatives"]] == [True, False]
+    assert all(len(a["features"]) == len(FEATURES) for a in row["alternatives"])
+    assert row["alternatives"][1]["attempt"] == 1 and row["placement"] == "empty"
+    json.dumps(row)  # a JSON line as it is
