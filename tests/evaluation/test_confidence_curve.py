@@ -153,3 +153,13 @@ def test_the_run_records_every_candidate_and_reports_the_curve(
     assert curve(again, 2) == result.curves[key]
     [flat] = rescored(data, lp_only(weight=0.0)).values()
     assert selection(flat, 2).by_confidence == chosen.by_confidence
+
+
+def test_the_flag_picks_the_invoked_path_and_the_editor_path_refuses_it() -> None:
+    from lsp.cli import build_parser
+    from lsp.cli.evaluate import choose_trigger
+
+    parse = build_parser().parse_args
+    assert choose_trigger(parse(["eval", "--confidence-curve"])) == "invoked"
+    with pytest.raises(ValueError, match="--confidence-curve applies to --trigger invoked"):
+        choose_trigger(parse(["eval", "--confidence-curve", "--trigger", "automatic"]))
