@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from model.runtime.constrain import (
     NameProcessor,
     PieceIndex,
-    WorkerConstraints,
     allowed_tokens,
     is_identifier_byte,
     name_processor,
     shape_of,
 )
+from model.runtime.worker_constraints import WorkerConstraints
 
 CAFE = "café"  # a name whose last character is two bytes, split across pieces below
 NAMES = ("path", "pathsep", "getcwd", "listdir", CAFE)
@@ -329,6 +329,6 @@ def test_a_malformed_names_spec_is_logged_and_decoding_stays_free(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     constraints = WorkerConstraints(_FakeLlama(PIECES), None)
-    with caplog.at_level(logging.WARNING, logger="model.runtime.constrain"):
+    with caplog.at_level(logging.WARNING, logger="model.runtime.worker_constraints"):
         assert constraints.processor(["path"], PROMPT) is None
     assert "names not constrained" in caplog.text

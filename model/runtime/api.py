@@ -96,12 +96,28 @@ class NameConstraint:
 
 
 @dataclass(frozen=True)
+class QualifiedNames:
+    """After a ``qualifier.`` the generation writes, the attribute must be one of its names.
+
+    ``attributes`` pairs each qualifier (a name or a dotted chain, as written) with its
+    complete attribute names; ``private`` lists the qualifiers whose private names (``_x``)
+    are not known (stubs leave them out), after which ``q._`` stays free. ``line`` is the
+    text of the cursor's line before the generation, where a generated qualifier may start.
+    """
+
+    attributes: tuple[tuple[str, tuple[str, ...]], ...]
+    private: frozenset[str] = frozenset()
+    line: str = ""
+
+
+@dataclass(frozen=True)
 class CompletionRequest:
     """One generation: a prompt plus the limits that end it.
 
     ``deadline`` is a ``time.monotonic()`` instant; generation stops between tokens
     once it passes, as it does when ``cancel`` is signalled. ``names`` (llama.cpp only;
-    other backends ignore it) restricts the first identifier generated.
+    other backends ignore it) restricts the first identifier generated, ``qualified`` (the
+    same) each attribute generated after a known qualifier.
     """
 
     prompt: Prompt
@@ -114,6 +130,7 @@ class CompletionRequest:
     top_p: float = 0.95
     seed: int | None = None
     names: NameConstraint | None = None
+    qualified: QualifiedNames | None = None
 
     def seconds_left(self) -> float | None:
         """Seconds until the deadline (never negative), or None without one."""

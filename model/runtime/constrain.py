@@ -19,6 +19,10 @@ logits``, the tokens that would leave every legal name set to -inf. Never pass
 ``logit_bias`` with it (llama-cpp-python 0.3.x drops both). Any error in it turns the
 constraint off for the rest of the generation with one log line: a completion never fails
 because of it.
+
+After a ``qualifier.`` the generation itself writes, ``model.runtime.constrain_attributes``
+restricts the attribute the same way, with this module's piece index; the worker builds
+both processors through ``model.runtime.worker_constraints``.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def llama_pieces(llm: Any, llama_cpp: Any) -> list[bytes]:
 
 
 @dataclass(frozen=True)
-class _Names:
+class NameSet:
     """The rest of each allowed name after what the prompt already ends with, as bytes."""
 
     rests: tuple[bytes, ...]
@@ -110,7 +114,7 @@ class _Names:
         return [rest[len(written) :] for rest in self.rests if rest.startswith(written)]
 
 
-def allowed_tokens(index: PieceIndex, names: _Names, written: bytes) -> Ids | None:
+def allowed_tokens(index: PieceIndex, names: NameSet, written: bytes) -> Ids | None:
     """Ids of the tokens that keep a legal name possible after ``written`` was generated.
 
     None: the identifier has ended (decoding is free). An empty array: no token can go
@@ -124,10 +128,10 @@ def allowed_tokens(index: PieceIndex, names: _Names, written: bytes) -> Ids | No
     ident = written[len(lead) :]
     if any(byte not in _IDENT for byte in ident):
         return None
-    return _continuing(index, names, ident)
+    return continuing_tokens(index, names, ident)
 
 
-def _continuing(index: PieceIndex, names: _Names, ident: bytes) -> Ids:
+def continuing_tokens(index: PieceIndex, names: NameSet, ident: bytes) -> Ids:
     """Tokens that continue or close a legal name, ``ident`` written of it so far."""
     found: list[int] = []
     complete = False
@@ -144,7 +148,7 @@ def _continuing(index: PieceIndex, names: _Names, ident: bytes) -> Ids:
     return np.concatenate([ids, index.enders]) if complete else ids
 
 
-def _after_lead(index: PieceIndex, names: _Names, lead_rest: bytes) -> Ids:
+def _after_lead(index: PieceIndex, names: NameSet, lead_rest: bytes) -> Ids:
     """Tokens that write (part of) the blank still due, or all of it and a name's start."""
     found: list[int] = []
     for length in range(1, len(lead_rest) + 1):
@@ -165,7 +169,7 @@ class NameProcessor:
     ``input_ids`` holds past it. Build it with ``name_processor``.
     """
 
-    def __init__(self, index: PieceIndex, names: _Names, prompt_tokens: int) -> None:
+    def __init__(self, index: PieceIndex, names: NameSet, prompt_tokens: int) -> None:
         self._index = index
         self._names = names
         self._prompt_tokens = prompt_tokens
@@ -224,33 +228,4 @@ def name_processor(
     )
     if not rests:
         return None
-    return NameProcessor(index, _Names(rests, lead.encode()), prompt_tokens)
-
-
-class WorkerConstraints:
-    """The worker's side: its model's vocabulary indexed on first use, a processor per request."""
-
-    def __init__(self, llm: Any, llama_cpp: Any) -> None:
-        self._llm = llm
-        self._llama_cpp = llama_cpp
-        self._index: PieceIndex | None = None
-
-    def processor(self, spec: object, prompt_tokens: int) -> NameProcessor | None:
-        """The processor a ``complete`` message's ``names`` asks for (None: free decoding).
-
-        ``spec`` is ``{"names": [...], "typed": str, "lead": str}`` or absent. A spec that
-        cannot be used is logged once and the generation runs unconstrained.
-        """
-        if not spec:
-            return None
-        try:
-            if not isinstance(spec, dict):
-                raise TypeError(f"expected an object, got {type(spec).__name__}")
-            if self._index is None:
-                self._index = PieceIndex(llama_pieces(self._llm, self._llama_cpp))
-            names = [str(name) for name in spec.get("names") or ()]
-            typed, lead = str(spec.get("typed", "")), str(spec.get("lead", ""))
-            return name_processor(self._index, names, typed, lead, prompt_tokens)
-        except Exception as error:
-            logger.warning("names not constrained (%s); decoding freely", error)
-            return None
+    return NameProcessor(index, NameSet(rests, lead.encode()), prompt_tokens)

@@ -505,11 +505,20 @@ def _no_snapshots(snapshot_mb: int) -> dict[str, Any]:
 
 
 def _names_message(request: CompletionRequest) -> dict[str, Any]:
-    """The ``names`` entry of a ``complete`` message: absent unless the request constrains."""
+    """The ``names`` and ``qualified`` entries of a ``complete`` message: absent unless the
+    request constrains."""
     names = request.names
-    if names is None:
-        return {}
-    return {"names": {"names": list(names.names), "typed": names.typed, "lead": names.lead}}
+    message: dict[str, Any] = {}
+    if names is not None:
+        message["names"] = {"names": list(names.names), "typed": names.typed, "lead": names.lead}
+    qualified = request.qualified
+    if qualified is not None:
+        message["qualified"] = {
+            "names": {qualifier: list(found) for qualifier, found in qualified.attributes},
+            "private": sorted(qualified.private),
+            "line": qualified.line,
+        }
+    return message
 
 
 def _encode(prompt: Sequence[str | SpecialToken]) -> list[list[str]]:

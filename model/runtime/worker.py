@@ -23,10 +23,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from model.runtime.constrain import WorkerConstraints
 from model.runtime.kv_snapshots import KvSnapshots, common_prefix
 from model.runtime.spare_cores import SpareCores
 from model.runtime.token_scores import TokenScorer
+from model.runtime.worker_constraints import WorkerConstraints
 
 logger = logging.getLogger(__name__)
 
@@ -307,9 +307,9 @@ class _Engine:
         temperature = float(message.get("temperature", 0.0))
         self._use_threads()
         extra: dict[str, Any] = {}
-        constraint = self.constraints.processor(message.get("names"), len(tokens))
-        if constraint is not None:  # never with logit_bias: llama-cpp-python drops both
-            extra["logits_processor"] = self._llama_cpp.LogitsProcessorList([constraint])
+        constraints = self.constraints.processors(message, len(tokens))
+        if constraints:  # never with logit_bias: llama-cpp-python drops both
+            extra["logits_processor"] = self._llama_cpp.LogitsProcessorList(constraints)
         generator = self.llm.generate(
             tokens,
             temp=temperature,
@@ -333,8 +333,8 @@ class _Engine:
                     return
                 usage["completion_tokens"] += 1
                 scorer.score(token)  # before the generator resumes: the next step overwrites
-                if constraint is not None:
-                    usage["constrained_tokens"] = constraint.steps
+                if constraints:
+                    usage["constrained_tokens"] = sum(found.steps for found in constraints)
                 text = decoder.decode(self.llm.detokenize([token]))
                 finished = usage["completion_tokens"] >= max_tokens
                 yield ("length" if finished else None), text
