@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from lint_bridge.api import CheckSettings
 from lint_bridge.module_scan import MODULE_DUNDERS
 from lint_bridge.verify import Verifier
 from lsp.core import legal_names as legal
-from lsp.core.legal_names import LegalNames, legal_names, name_constraint
+from lsp.core.legal_names import LegalNames, legal_names, name_constraint, rebound_names
 from lsp.core.pipeline_types import Cursor
 
 HELPERS = '''"""Helpers."""
@@ -183,3 +184,16 @@ def test_a_failure_computing_the_set_is_one_log_line_and_no_constraint(
     with caplog.at_level(logging.ERROR, logger="lsp.core.legal_names"):
         assert name_constraint(at(workspace, "import os\nos.|"), verifier, "") is None
     assert len(caplog.records) == 1 and "decoding freely" in caplog.records[0].getMessage()
+
+
+def test_rebound_names_are_every_binding_but_top_level_imports_and_classes() -> None:
+    tree = ast.parse(
+        "import os\nimport a.b\nfrom m import n as k\nclass C:\n    pass\n"
+        "x = 1\nfor i, (j, *r) in z:\n    pass\n"
+        "def f(p, *q, w=1, **kw):\n    import inner\n    global g\n    class D: pass\n"
+        "try:\n    pass\nexcept E as err:\n    pass\n"
+        "match v:\n    case {'k': cap, **rest}:\n        pass\n"
+    )
+    assert rebound_names(tree) == {
+        *("x", "i", "j", "r", "f", "p", "q", "w", "kw", "inner", "g", "D", "err", "cap", "rest"),
+    }

@@ -79,6 +79,20 @@ def test_without_the_lever_or_where_the_set_is_open_no_names_are_sent(tmp_path: 
     assert instance.requests[0].names is None
 
 
+def test_with_the_lever_the_request_carries_the_qualifiers_and_the_line(tmp_path: Path) -> None:
+    backend = FakeBackend(respond=lambda prompt: "os.getcwd()")
+    pipeline(tmp_path, backend, complete_names=True).complete(
+        at(tmp_path, "import os\n\n\ndef f():\n    x = |")
+    )
+    for request in backend.requests:
+        known = request.qualified
+        assert known is not None and known.line == "    x ="  # the healed blank left out
+        assert "getcwd" in dict(known.attributes)["os"] and "os" in known.private
+    off = FakeBackend(respond=lambda prompt: "os.getcwd()")
+    pipeline(tmp_path, off).complete(at(tmp_path, "import os\n\n\ndef f():\n    x = |"))
+    assert all(request.qualified is None for request in off.requests)
+
+
 def test_the_shown_text_carries_its_own_generations_logprobs(tmp_path: Path) -> None:
     # The greedy candidate names something unknown and is rejected; the sampled one shows.
     answers = iter(["no_such_name_here", "len(values)"])

@@ -88,10 +88,10 @@ def legal_names(cursor: Cursor, resolver: ModuleResolver) -> LegalNames | None:
     typed = _TYPED.search(prefix, prefix.rfind("\n") + 1)
     assert typed is not None  # \w* matches the empty string
     partial = typed.group()
-    if partial[:1].isdigit() or not _in_code(prefix):
+    if partial[:1].isdigit() or not in_code(prefix):
         return None
     before = prefix[: len(prefix) - len(partial)]
-    module, is_package = _identity(cursor.abs_path, resolver)
+    module, is_package = module_identity(cursor.abs_path, resolver)
     imported = _from_import(before, module, is_package)
     if imported is not None:
         listed = _module_names(resolver, imported, partial, "import")
@@ -118,7 +118,7 @@ def legal_names(cursor: Cursor, resolver: ModuleResolver) -> LegalNames | None:
     return LegalNames(found.names | frozenset(stored), partial, found.site)
 
 
-def _identity(path: Path | None, resolver: ModuleResolver) -> tuple[str, bool]:
+def module_identity(path: Path | None, resolver: ModuleResolver) -> tuple[str, bool]:
     """The buffer's dotted module name ("" when not on the search path) and whether it is
     a package's ``__init__``."""
     is_package = path is not None and path.stem == "__init__"
@@ -126,7 +126,7 @@ def _identity(path: Path | None, resolver: ModuleResolver) -> tuple[str, bool]:
     return found if found is not None else ("", is_package)
 
 
-def _in_code(prefix: str) -> bool:
+def in_code(prefix: str) -> bool:
     """Whether the end of ``prefix`` is code, not a comment or a string."""
     line_start = prefix.rfind("\n") + 1
     earlier = prefix[:line_start]
@@ -234,28 +234,48 @@ def _chain_value(
     return resolver.evaluate(expression, resolver.namespace(summary))
 
 
-def _rebound(tree: ast.Module, name: str) -> bool:
-    """Whether ``name`` is bound anywhere but by an import or a class at module level.
+def complete_attributes(
+    resolver: ModuleResolver, value: Value
+) -> tuple[frozenset[str], bool] | None:
+    """Every attribute of a module or class object if all are known (None otherwise), and
+    whether private names are left out of them (read from stubs)."""
+    if isinstance(value, ModuleValue):
+        found = _module_names(resolver, value.name, "", "attribute")
+        summary = resolver.summary(value.name)
+        return None if found is None else (found.names, summary is not None and summary.stub)
+    if isinstance(value, ClassValue):
+        found = _class_names(resolver, value, "")
+        stubbed = bool(resolver.class_facts(value.cls).stubbed)
+        return None if found is None else (found.names, stubbed)
+    return None
 
-    Scopes are not worked out: a parameter or assignment of that name in any function makes
-    the set unknown, which costs a constraint, never a right name.
+
+def _rebound(tree: ast.Module, name: str) -> bool:
+    """Whether ``name`` is bound anywhere but by an import or a class at module level."""
+    return name in rebound_names(tree)
+
+
+def rebound_names(tree: ast.Module) -> set[str]:
+    """The names bound anywhere but by an import or a class statement at module level.
+
+    Scopes are not worked out: a parameter or assignment of a name in any function makes
+    its set unknown, which costs a constraint, never a right name.
     """
-    finder = _Bindings(name)
+    finder = _Bindings()
     finder.visit(tree)
     return finder.found
 
 
 class _Bindings(ast.NodeVisitor):
-    """Finds bindings of one name other than a top-level import or class statement."""
+    """Collects the bindings of names other than top-level import or class statements."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self) -> None:
         self.depth = 0
-        self.found = False
+        self.found: set[str] = set()
 
     def _scope(self, node: ast.AST, name: str | None) -> None:
-        if name == self.name and (self.depth or not isinstance(node, ast.ClassDef)):
-            self.found = True
+        if name is not None and (self.depth or not isinstance(node, ast.ClassDef)):
+            self.found.add(name)
         self.depth += 1
         self.generic_visit(node)
         self.depth -= 1
@@ -273,10 +293,8 @@ class _Bindings(ast.NodeVisitor):
         self._scope(node, None)
 
     def _import(self, node: ast.Import | ast.ImportFrom) -> None:
-        for alias in node.names:
-            bound = alias.asname or alias.name.split(".")[0]
-            if bound == self.name and self.depth:
-                self.found = True
+        if self.depth:
+            self.found.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
 
     def visit_Import(self, node: ast.Import) -> None:
         self._import(node)
@@ -285,31 +303,28 @@ class _Bindings(ast.NodeVisitor):
         self._import(node)
 
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id == self.name and not isinstance(node.ctx, ast.Load):
-            self.found = True
+        if not isinstance(node.ctx, ast.Load):
+            self.found.add(node.id)
 
     def visit_arg(self, node: ast.arg) -> None:
-        if node.arg == self.name:
-            self.found = True
+        self.found.add(node.arg)
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        if node.name == self.name:
-            self.found = True
+        if node.name is not None:
+            self.found.add(node.name)
         self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
-        if self.name in node.names:
-            self.found = True
+        self.found.update(node.names)
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
-        if self.name in node.names:
-            self.found = True
+        self.found.update(node.names)
 
     def _pattern(
         self, node: ast.MatchAs | ast.MatchStar | ast.MatchMapping, bound: str | None
     ) -> None:
-        if bound == self.name:
-            self.found = True
+        if bound is not None:
+            self.found.add(bound)
         self.generic_visit(node)
 
     def visit_MatchAs(self, node: ast.MatchAs) -> None:

@@ -24,6 +24,7 @@ from lsp.core.confidence import shipped
 from lsp.core.legal_names import name_constraint
 from lsp.core.linestart import line_start
 from lsp.core.pipeline_types import CompletionResult, Cursor, PipelineSettings
+from lsp.core.qualified_names import qualified_names
 from lsp.core.text.clean import CompletionPlan, clean_completion, plan_completion, single_line
 from lsp.core.text.partials import (
     balanced_cuts,
@@ -258,6 +259,7 @@ class CompletionPipeline:
         # Lever complete_names: only legal names, where all of them are known.
         blank = self._blank(cursor)
         names = name_constraint(cursor, self.verifier, blank) if settings.complete_names else None
+        known = qualified_names(cursor, self.verifier, blank) if settings.complete_names else None
         outcome.scene(cursor, built.snippets_used, names is not None)
         verdict = "accept" if self.verifier else "unchecked"
         attempts = max(1, settings.candidates)  # grows while candidates are only reserved
@@ -282,6 +284,7 @@ class CompletionPipeline:
                 temperature=settings.temperature if attempt == 0 else settings.sample_temperature,
                 seed=None if attempt == 0 else attempt,
                 names=names,
+                qualified=known,
             )
             stream = self.backend.complete(request)
             outcome.begin(stream.usage)
