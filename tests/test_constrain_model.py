@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import tokenize
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import llama_cpp
@@ -14,7 +18,8 @@ from lint_bridge.api import CheckSettings
 from lint_bridge.verify import Verifier
 from lsp.core.legal_names import legal_names
 from lsp.core.pipeline import CompletionPipeline, Cursor, PipelineSettings
-from model.runtime.api import CompletionRequest, NameConstraint
+from lsp.core.qualified_names import qualified_names
+from model.runtime.api import CompletionRequest, NameConstraint, QualifiedNames
 from model.runtime.llama_backend import LlamaConfig, LlamaCppBackend
 
 # Prompts after which Gemma, sampling, writes attributes the module does not have
@@ -37,7 +42,24 @@ BEFORE = {
         "\nimport random"
     ),
     "def add(a, b):\n    return": " a + b\n\ndef sub(a, b):\n    return a - b\n\ndef multiply(a, b",
+    # Recorded at commit 8941523 (before constrained attributes), the same way, after the
+    # prompts above: the first writes a qualifier mid-generation.
+    "import shutil\n\n\ndef clean(folder):\n    ": (
+        'shutil.move(folder, "C:/Users/user/Desktop/test.txt")\n\n\ndef clean_'
+    ),
+    "import string\n\n\ndef clean(text):\n    return ": "\n    " * 12,
+    "import os\n\n\ndef config_dir():\n    return ": (
+        '\n    \ndef main():\n    config_dir()\n    \n    \nif __name__ == "__main'
+    ),
 }
+# Prompts after which Gemma, sampling at 1.0, writes the qualifier itself and then an
+# attribute the module lacks (``shutil.copy_to`` with seed 5, ``string.replace`` with seed
+# 7: checked below).
+WRITING = (
+    "import shutil\n\n\ndef clean(folder):\n    ",
+    "import string\n\n\ndef clean(text):\n    return ",
+)
+WRITING_SEEDS = range(1, 11)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +178,84 @@ def test_the_pipeline_with_the_lever_constrains_through_the_worker(
     result = CompletionPipeline(backend, settings, verifier=verifier).complete(cursor)
     assert result.constrained_tokens >= 1
     assert result.text is not None and first_name(result.text) in legal_after(text, verifier)
+
+
+# -- attributes after a qualifier the generation writes ------------------------------------
+
+
+def qualified_after(prompt: str, verifier: Verifier) -> QualifiedNames:
+    found = qualified_names(Cursor("app.py", "python", prompt, len(prompt)), verifier, "")
+    assert found is not None, prompt
+    return found
+
+
+def missing_attributes(text: str, known: QualifiedNames) -> list[str]:
+    """Each ``qualifier.name`` in the code of ``text`` whose qualifier lacks the name (a name
+    ``text`` ends with, cut by max_tokens, counts when some name starts with it)."""
+    table = dict(known.attributes)
+    tokens: list[tokenize.TokenInfo] = []
+    # An unclosed string or bracket at the end stops tokenizing: the tokens before it stand.
+    with contextlib.suppress(tokenize.TokenError, SyntaxError):
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            tokens.append(token)
+    wrong = []
+    for at in range(1, len(tokens) - 1):
+        first, dot, name = tokens[at - 1 : at + 2]
+        names = table.get(first.string, ()) if first.type == tokenize.NAME else ()
+        if not names or dot.string != "." or name.type != tokenize.NAME:
+            continue
+        if at > 1 and tokens[at - 2].string == ".":
+            continue  # ``a.os.x``: not the qualifier
+        cut = text.rstrip().endswith(f"{first.string}.{name.string}")
+        if name.string not in names and not (cut and any(n.startswith(name.string) for n in names)):
+            wrong.append(f"{first.string}.{name.string}")
+    return wrong
+
+
+def test_a_generated_qualifier_is_never_followed_by_an_attribute_it_lacks(
+    backend: LlamaCppBackend, verifier: Verifier
+) -> None:
+    unconstrained_wrong: list[str] = []
+    constrained = 0
+    for prompt in WRITING:
+        known = qualified_after(prompt, verifier)
+        for seed in WRITING_SEEDS:
+            request = CompletionRequest(prompt=(prompt,), max_tokens=24, temperature=1.0, seed=seed)
+            unconstrained_wrong += missing_attributes(
+                prompt + backend.complete(request).text(), known
+            )
+            stream = backend.complete(replace(request, qualified=known))
+            text = stream.text()
+            assert not missing_attributes(prompt + text, known), (prompt, seed, text)
+            constrained += stream.usage.constrained_tokens
+    # Without the table, the same prompts and seeds do write attributes that do not exist.
+    assert unconstrained_wrong
+    assert constrained > 0
+
+
+def test_with_a_table_greedy_outputs_whose_attributes_exist_are_unchanged(
+    fresh: LlamaCppBackend, verifier: Verifier
+) -> None:
+    if llama_cpp.__version__ != "0.3.36":
+        pytest.skip(f"outputs recorded with llama-cpp-python 0.3.36, not {llama_cpp.__version__}")
+    tables = 0
+    for prompt, before in BEFORE.items():
+        known = qualified_names(Cursor("app.py", "python", prompt, len(prompt)), verifier, "")
+        tables += known is not None
+        stream = fresh.complete(CompletionRequest(prompt=(prompt,), max_tokens=24, qualified=known))
+        assert stream.text() == before, prompt
+    assert tables >= 5
+
+
+def test_the_pipeline_with_the_lever_constrains_a_generated_qualifier(
+    backend: LlamaCppBackend, verifier: Verifier, tmp_path: Path
+) -> None:
+    text = WRITING[0]  # greedy: ``shutil.move(...)``, the qualifier written by the model
+    cursor = Cursor("app.py", "python", text, len(text), abs_path=tmp_path / "app.py")
+    settings = PipelineSettings(complete_names=True, candidates=1)
+    result = CompletionPipeline(backend, settings, verifier=verifier).complete(cursor)
+    assert result.text is not None and result.text.startswith("shutil.move(")
+    assert result.constrained_tokens >= 1
 
 
 # -- token log-probabilities ---------------------------------------------------------------
