@@ -43,6 +43,10 @@ from model.training.holes import LINE_PLACEMENTS, HoleTask, Placement, place, pl
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "lsp" / "core" / "data" / "confidence.json"
 MIN_COVERAGE = 0.5
+# Seconds a hole's completion may take: on a busy 2-core machine a cold prompt of a long
+# file takes tens of seconds, and a deadline would cut candidates that the server, on an
+# idle machine, would finish (the labels must not depend on the load).
+TIMEOUT_S = 120.0
 
 
 def placement_for(task: HoleTask, rng: random.Random) -> Placement:
@@ -121,7 +125,8 @@ def collect(work: Path, holes: int, candidates: int, seed: int, threads: int | N
     backend = create_backend(spec.settings)
     try:
         backend.info()
-        settings, variant = eval_settings(EvalOptions()), default_variant(candidates)
+        settings = eval_settings(EvalOptions(timeout_s=TIMEOUT_S))
+        variant = default_variant(candidates)
         # Half the holes without repository context, as HumanEval and files outside an
         # index are completed: the feature then varies as it does in use.
         pipelines = {

@@ -164,3 +164,8 @@ def test_a_recorded_hole_labels_each_candidate_by_exact_match(tmp_path: Path) ->
     assert all(len(a["features"]) == len(FEATURES) for a in row["alternatives"])
     assert row["alternatives"][1]["attempt"] == 1 and row["placement"] == "empty"
     json.dumps(row)  # a JSON line as it is
+
+
+def test_too_few_holes_are_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match="too few to fit"):
+        train(synthetic(8), candidates=2, min_coverage=0.5, meta={})

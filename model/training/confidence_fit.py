@@ -103,14 +103,21 @@ def _fit_raw(x: FloatArray, y: FloatArray) -> ConfidenceModel:
     filled = np.where(np.isnan(x), means, x)
     scales = filled.std(axis=0)
     scales[scales < 1e-9] = 1.0  # a constant feature: left as it is, it weighs nothing
-    regression = LogisticRegression(C=1.0, max_iter=5000)
-    regression.fit((filled - means) / scales, y)
+    if len(set(y.tolist())) < 2:
+        # One label only (a fold of a small run): the rate itself, from no feature.
+        rate = min(max(float(y.mean()) if len(y) else 0.5, 1e-3), 1 - 1e-3)
+        coefficients, intercept = np.zeros(len(FEATURES)), math.log(rate / (1 - rate))
+    else:
+        regression = LogisticRegression(C=1.0, max_iter=5000)
+        regression.fit((filled - means) / scales, y)
+        coefficients = np.asarray(regression.coef_[0], dtype=np.float64)
+        intercept = float(regression.intercept_[0])
     return ConfidenceModel(
         names=FEATURES,
         means=means,
         scales=scales,
-        coefficients=np.asarray(regression.coef_[0], dtype=np.float64),
-        intercept=float(regression.intercept_[0]),
+        coefficients=coefficients,
+        intercept=intercept,
         table_x=np.zeros(0),
         table_y=np.zeros(0),
     )
@@ -256,6 +263,11 @@ def train(
     """The shipped model (its recommended threshold and what was measured in ``training``)
     and the full report."""
     x, y, groups = _matrix(records)
+    if len(set(y.tolist())) < 2 or len(set(groups)) < 2 * FOLDS:
+        raise ValueError(
+            f"{len(y)} candidates from {len(set(groups))} files, {int(y.sum())} right: too few to "
+            f"fit (right and wrong ones from at least {2 * FOLDS} files); record more holes"
+        )
     model, oof = fit(x, y, groups)
     scored = with_confidence(records, oof)
     fine = [i / 100 for i in range(100)]
