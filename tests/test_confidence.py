@@ -284,3 +284,25 @@ def test_a_bad_min_confidence_is_reported_once_and_keeps_the_default(value: obje
     settings, problems = parse_settings({"completion": {"minConfidence": value}})
     assert settings.completion.min_confidence == CompletionSettings().min_confidence
     assert len(problems) == 1 and problems[0].startswith("completion.minConfidence")
+
+
+def test_a_candidate_that_repeats_a_verified_one_counts_and_agrees(tmp_path: Path) -> None:
+    """Verified once, the same text from a later candidate is considered again (not
+    skipped as already checked), with its agreement feature set."""
+    from lint_bridge.verify import Verifier
+
+    source = tmp_path / "config.py"
+    source.write_text(CODE)
+    chosen = PipelineSettings(candidates=3, choose_among=3)
+    made = CompletionPipeline(
+        scripted([LOAD, LOAD, LOADS], [UNSURE, SURE, SURE]),
+        chosen,
+        verifier=Verifier(workspace_root=tmp_path),
+    )
+    made.confidence = lp_only()
+    at = Cursor("config.py", "python", CODE, len(CODE), abs_path=source)
+    result = made.complete(at)
+    assert [a.text for a in result.alternatives] == [LOAD, LOAD, LOADS]
+    agree = FEATURES.index("agree")
+    assert [a.features[agree] for a in result.alternatives] == [0.0, 1.0, 0.0]
+    assert result.verdict == "accept"

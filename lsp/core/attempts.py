@@ -107,6 +107,11 @@ class Attempts:
         self.choice.add(text, verdict, self._current)
         return self.choice.enough()
 
+    def verified_before(self, text: str) -> bool:
+        """Whether an earlier candidate at this cursor verified as ``text`` (it is not checked
+        again, and is considered again: candidates that agree say something)."""
+        return self.choice.verified_at_cursor(text)
+
     def reserve(self, text: str, verdict: str) -> None:
         """A verified candidate kept in reserve while a better one is sought."""
         if self.reserved is None:

@@ -124,6 +124,10 @@ class Chooser:
         if self.repair is None or len(text) > len(self.repair.text):
             self.repair = self._considered(text, "repair", usage, True)
 
+    def verified_at_cursor(self, text: str) -> bool:
+        """Whether a candidate of the current scene verified as ``text``."""
+        return any(c.text == text and c.scene is self._scene for c in self.verified)
+
     def enough(self) -> bool:
         """Whether to stop generating: enough candidates verified, the best one confident."""
         accepted = [c for c in self.verified if c.asks_met]

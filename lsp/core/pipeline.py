@@ -392,6 +392,8 @@ class CompletionPipeline:
         # ("json.load(f" -> "json.load") are tried.
         for form in balanced_cuts(candidate, limit=tries) if cut else [candidate]:
             if (cursor.offset, form) in outcome.checked:
+                if outcome.verified_before(form):
+                    return form  # another candidate said the same: it counts as agreement
                 continue  # a later piece often leaves the longest balanced form unchanged
             outcome.checked.add((cursor.offset, form))
             verdict = self._verify(cursor, form, outcome.lint_before)
