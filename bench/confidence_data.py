@@ -4,11 +4,12 @@
    evaluation set uses it: HumanEval is its own data, the repository suites are GitPython
    and the user's code) into a git repository under ``--work``.
 2. Cuts ``--holes`` holes from it with the evaluation's cutter (``model.training.repo_tasks``:
-   one a file, every kind), masks them in a copy and indexes that copy (lexical context and
-   symbols, no embeddings), exactly as ``apprentice eval --suite repo`` does. Whole-line
-   holes take an editor placement at random (empty line, auto-indent, first characters
-   typed); the others the cursor inside the line. Half the holes, at random, are completed
-   without repository context (as HumanEval is, and a file outside any index).
+   one a file; by default the one-line kinds), masks them in a copy and indexes that copy
+   (lexical context and symbols, no embeddings), exactly as ``apprentice eval --suite repo``
+   does. Whole-line holes take an editor placement at random (empty line, auto-indent,
+   first characters typed); the others the cursor inside the line. Half the holes, at
+   random, are completed without repository context (as HumanEval is, and a file outside
+   any index).
 3. Runs the server's invoked pipeline (its settings, verification, repository context) with
    the embedded model on each hole, trying every one of ``--candidates`` candidates, and
    records each verified candidate's features (``lsp.core.confidence``) and whether
@@ -39,6 +40,12 @@ from bench.gpu_student import copy_stdlib
 from lsp.core.pipeline import CompletionPipeline, Cursor
 from lsp.core.settings import CompletionSettings
 from model.training.holes import LINE_PLACEMENTS, HoleTask, Placement, place, placements_for
+from model.training.repo_tasks import KINDS
+
+# One-line kinds by default: a block or a body costs twice the time on 2 cores (96 tokens, a
+# minute a hole on a busy machine) and is almost never right to the line, while whole-line
+# holes on an empty line already bring multi-line candidates (after a colon).
+DEFAULT_KINDS = ("assign", "return", "call", "line")
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "lsp" / "core" / "data" / "confidence.json"
@@ -99,14 +106,20 @@ def record_task(
     }
 
 
-def collect(work: Path, holes: int, candidates: int, seed: int, threads: int | None) -> float:
+def collect(
+    work: Path,
+    holes: int,
+    candidates: int,
+    seed: int,
+    threads: int | None,
+    kinds: tuple[str, ...] = KINDS,
+) -> float:
     """Record ``holes`` holes into ``work/records.jsonl`` (resuming); the minutes it has
     taken so far, every session counted (``work/collection.json``)."""
     from lsp.evaluation.driver import EvalOptions, eval_settings, parse_model
     from lsp.evaluation.repo import prepare
     from lsp.evaluation.runner import default_variant, pipeline_for
     from model.factory import create_backend
-    from model.training.repo_tasks import KINDS
 
     root = work / "cpython-stdlib"
     if not (root / ".git").exists():
@@ -119,7 +132,7 @@ def collect(work: Path, holes: int, candidates: int, seed: int, threads: int | N
         done = {json.loads(line)["task_id"] for line in lines if line.strip()}
     started = time.monotonic()
     print(f"cutting {holes} holes and indexing the masked copy of {root}", flush=True)
-    suite = prepare(root, limit=holes, seed=seed, kinds=KINDS, embed=False, per_file=1)
+    suite = prepare(root, limit=holes, seed=seed, kinds=kinds, embed=False, per_file=1)
     print(f"indexed in {time.monotonic() - started:.0f} s; {len(done)} holes recorded before")
     spec = parse_model("default", n_threads=threads)
     backend = create_backend(spec.settings)
@@ -223,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         "--candidates", type=int, default=CompletionSettings().candidates, help="tried per hole"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--kinds",
+        default=",".join(DEFAULT_KINDS),
+        help=f"hole kinds, comma-separated (default {','.join(DEFAULT_KINDS)}; all: "
+        f"{','.join(KINDS)})",
+    )
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: the server's)")
     parser.add_argument("--fit-only", action="store_true", help="refit the recorded holes")
     parser.add_argument(
@@ -231,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.fit_only:
-        collect(args.work, args.holes, args.candidates, args.seed, args.threads)
+        kinds = tuple(args.kinds.split(","))
+        collect(args.work, args.holes, args.candidates, args.seed, args.threads, kinds)
     spent = args.work / "collection.json"
     minutes = json.loads(spent.read_text())["minutes"] if spent.exists() else None
     meta = {
