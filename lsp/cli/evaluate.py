@@ -93,6 +93,15 @@ def add_commands(commands: Any, model_commands: Any) -> None:
         "first keystroke); repeat for rows (default: 0 and 3)",
     )
     parser.add_argument(
+        "--min-confidence",
+        action="append",
+        type=_unit_interval,
+        metavar="P",
+        help="automatic/typed: the server's completion.minConfidence (0..1; 0 shows every "
+        "verified suggestion); repeat for rows, a server run each on the same tasks "
+        "(default: the server's own default)",
+    )
+    parser.add_argument(
         "--ablations",
         action="store_true",
         help="invoked: raw model, + context, + candidates and verification, everything",
@@ -188,6 +197,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     candidates = CompletionSettings().candidates if args.candidates is None else args.candidates
     if args.delay:
         raise ValueError("--delay applies to --trigger automatic or typed")
+    if args.min_confidence:
+        # The invoked run shows the best candidate whatever its confidence (an explicit
+        # request); its curve is --confidence-curve.
+        raise ValueError(
+            "--min-confidence applies to --trigger automatic or typed "
+            "(invoked: --confidence-curve gives every operating point)"
+        )
     options = EvalOptions(
         suite=args.suite,
         models=models,
@@ -269,6 +285,17 @@ def choose_trigger(args: argparse.Namespace) -> str:
     return str(args.trigger)
 
 
+def _unit_interval(text: str) -> float:
+    """A probability threshold from the command line (0..1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside 0..1")
+    return value
+
+
 def _given(args: argparse.Namespace, flag: str) -> bool:
     """Whether ``flag`` was on the command line (store_true off, append empty, else None)."""
     value = getattr(args, flag.removeprefix("--").replace("-", "_"))
@@ -301,6 +328,7 @@ def _cmd_editor(args: argparse.Namespace, trigger: str, models: list[Any]) -> in
         source=repo_source(args),
         n_threads=args.n_threads,
         answer_timeout_s=args.timeout,
+        min_confidences=args.min_confidence or (None,),
     )
     bar = ProgressBar(unit="tasks")
     try:
@@ -318,6 +346,7 @@ def _cmd_editor(args: argparse.Namespace, trigger: str, models: list[Any]) -> in
         "tasks": result.tasks,
         "trigger": trigger,
         "delays_s": list(options.delays),
+        "min_confidences": list(options.min_confidences),
         **result.as_json(),
     }
     if args.output:

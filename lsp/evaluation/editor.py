@@ -80,6 +80,9 @@ class EditorOptions:
     ready_timeout_s: float = 900.0
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     server_command: Sequence[str] = ()  # default: this interpreter's ``apprentice serve``
+    # completion.minConfidence per server run (a row each, on the same tasks); None: the
+    # server's default, and the row is labelled by the model alone.
+    min_confidences: Sequence[float | None] = (None,)
 
 
 @dataclass
@@ -114,10 +117,17 @@ class EditorRun:
 
 
 def server_options(
-    spec: ModelSpec, *, index_dir: Path, index: bool, embed: bool, n_threads: int | None
+    spec: ModelSpec,
+    *,
+    index_dir: Path,
+    index: bool,
+    embed: bool,
+    n_threads: int | None,
+    min_confidence: float | None = None,
 ) -> dict[str, Any]:
     """``initializationOptions``: the server's defaults but for the model, where the index
-    lives (a scratch folder, never the user's cache) and whether there is one."""
+    lives (a scratch folder, never the user's cache), whether there is one, and the
+    show-or-hold threshold where the run asks for one."""
     s = spec.settings
     model: dict[str, Any] = {}
     if s.remote_url:
@@ -137,6 +147,8 @@ def server_options(
         settings["index"]["embeddings"] = False
     if model:
         settings["model"] = model
+    if min_confidence is not None:
+        settings["completion"] = {"minConfidence": min_confidence}
     return settings
 
 
@@ -201,11 +213,14 @@ def run_editor(options: EditorOptions, progress: Progress | None = None) -> Edit
         out = EditorRun(options.trigger, tasks=len(tasks))
         out.execution = execution_unavailable(tasks)
         models = options.models or [ModelSpec("default", BackendSettings())]
-        for number, spec in enumerate(models):
+        runs = [(spec, mc) for spec in models for mc in options.min_confidences or (None,)]
+        for number, (spec, min_confidence) in enumerate(runs):
             log = scratch / f"server-{number}.log"
             try:
                 _run_interruptible(
-                    _run_model(options, spec, jobs, root, scratch, log, out, progress)
+                    _run_model(
+                        options, spec, min_confidence, jobs, root, scratch, log, out, progress
+                    )
                 )
             except (RuntimeError, TimeoutError, OSError) as error:
                 keep = True
@@ -254,6 +269,7 @@ def _run_interruptible(coroutine: Any) -> None:
 async def _run_model(
     options: EditorOptions,
     spec: ModelSpec,
+    min_confidence: float | None,
     jobs: dict[Placement, list[HoleTask]],
     root: Path,
     scratch: Path,
@@ -267,6 +283,10 @@ async def _run_model(
         index=options.suite == "repo",
         embed=options.source.embed,
         n_threads=options.n_threads,
+        min_confidence=min_confidence,
+    )
+    model = (
+        spec.label if min_confidence is None else f"{spec.label} · minConfidence {min_confidence:g}"
     )
     async with serve(root, settings, log, command=options.server_command) as client:
         await wait_ready(client, options.ready_timeout_s)
@@ -280,7 +300,7 @@ async def _run_model(
         )
         for placement, tasks in jobs.items():
             for delay in options.delays:
-                label = f"{spec.label} · {options.trigger} · {placement} · {delay:g} s"
+                label = f"{model} · {options.trigger} · {placement} · {delay:g} s"
                 results = []
                 for i, task in enumerate(tasks):
                     if progress is not None:
@@ -288,10 +308,10 @@ async def _run_model(
                     results.append(await _one(session, options.trigger, task, placement, delay))
                 if progress is not None:
                     progress(label, len(tasks), len(tasks))
-                out.results[(spec.label, placement, delay)] = results
+                out.results[(model, placement, delay)] = results
                 summary = summarize_shown(results)
                 no_sandbox = out.execution is not None
-                row = EditorRow(spec.label, options.trigger, placement, delay, summary, no_sandbox)
+                row = EditorRow(model, options.trigger, placement, delay, summary, no_sandbox)
                 out.rows.append(row)
                 logger.info("%s: %s", label, summary)
 

@@ -93,6 +93,16 @@ def test_server_options_name_the_model_as_the_server_reads_it(tmp_path: Path) ->
         n_threads=None,
     )
     assert named["model"] == {"path": "student"}
+    assert "completion" not in named  # the server's own minConfidence unless one is asked
+    held = server_options(
+        parse_model("default", n_threads=None),
+        index_dir=index,
+        index=False,
+        embed=True,
+        n_threads=None,
+        min_confidence=0.3,
+    )
+    assert held["completion"] == {"minConfidence": 0.3}
 
 
 def test_jobs_typed_takes_whole_line_holes_and_automatic_the_asked_placements() -> None:
@@ -203,6 +213,22 @@ def test_an_editor_trigger_with_an_invoked_only_option_is_refused_in_one_line(
     ]
 
 
+def test_min_confidence_is_an_editor_option_between_0_and_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lsp.cli import main
+
+    # An explicit request shows its best candidate whatever its confidence: the invoked
+    # run's operating points come from --confidence-curve instead.
+    assert main(["eval", "--trigger", "invoked", "--min-confidence", "0.3"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "--min-confidence applies to --trigger automatic or typed" in line
+    assert "--confidence-curve" in line
+    with pytest.raises(SystemExit):
+        main(["eval", "--min-confidence", "1.5"])
+    assert "1.5 is outside 0..1" in capsys.readouterr().err
+
+
 def test_the_typed_placement_without_a_trigger_names_both_runs_that_have_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -264,6 +290,27 @@ def test_an_invoked_only_option_runs_the_pipeline_directly_and_says_so(
     (row,) = data["rows"]
     assert (row["variant"], row["placement"], row["tasks"]) == ("default pipeline", "empty", 2)
     assert "delay_s" not in row and "latency_p50_ms" in row  # the invoked table, not shown rates
+
+
+@pytest.mark.timeout(300)
+def test_each_min_confidence_is_a_server_run_and_a_row_on_the_same_tasks(
+    stub: CompletionStub, lsp_server: object
+) -> None:
+    options = EditorOptions(
+        models=[parse_model(f"stub={stub.url}", n_threads=None)],
+        limit=2,
+        delays=(0.0,),
+        min_confidences=(0.0, 1.0),
+    )
+    run = run_editor(options)
+    rows = {row.model: row for row in run.rows}
+    assert set(rows) == {"stub · minConfidence 0", "stub · minConfidence 1"}
+    # At 0 every verified suggestion is shown; at 1 no estimate reaches the threshold (the
+    # stub reports no token log-probabilities: a middling estimate), so each is held.
+    assert rows["stub · minConfidence 0"].summary.shown == 1.0
+    assert rows["stub · minConfidence 1"].summary.shown == 0.0
+    held = run.results[("stub · minConfidence 1", "empty", 0.0)]
+    assert [r.outcome for r in held] == ["empty", "empty"]
 
 
 @pytest.mark.timeout(300)
