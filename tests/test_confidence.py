@@ -210,6 +210,16 @@ def test_an_unsure_candidate_is_held_at_half_and_shown_at_zero() -> None:
     assert shown.text == LOAD and shown.confidence == held.confidence
 
 
+def test_a_candidate_without_log_probabilities_is_never_held() -> None:
+    # A remote server reports none: the estimate would be the calibration data's base rate
+    # read off the other features, so the threshold does not apply to it.
+    backend = FakeBackend(respond=lambda p: LOAD)
+    result = pipeline(backend, candidates=2, min_confidence=0.99).complete(cursor())
+    assert result.text == LOAD and result.logprobs is None
+    assert result.confidence is not None and result.confidence < 0.99
+    assert len(backend.requests) == 1  # and it ends the search like a confident one
+
+
 def test_a_sure_candidate_is_shown_at_half() -> None:
     result = pipeline(scripted([LOAD], [SURE]), min_confidence=0.5).complete(cursor())
     assert result.text == LOAD and result.confidence == pytest.approx(sigmoid(0.9))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lsp.core.choose import replay
 from lsp.core.confidence import FEATURES, ConfidenceModel
 from model.runtime.fake import FakeBackend
 from model.training.confidence_fit import (
@@ -110,6 +111,13 @@ def test_the_curve_replays_the_candidates_allowed() -> None:
     unsure_right = Candidate((), True, "accept", True, 1, -1.0, 0.2)
     [at_zero, at_half] = curve([[unsure_right, sure_wrong]], 2, [0.0, 0.5])
     assert at_zero["right_when_shown"] == 1.0 and at_half["right_when_shown"] == 0.0
+
+
+def test_the_replay_never_holds_a_candidate_without_log_probabilities() -> None:
+    remote = Candidate((), True, "accept", True, 0, None, 0.1)
+    assert replay([remote], 0.9, 2) == 0
+    local = Candidate((), True, "accept", True, 0, -0.5, 0.1)
+    assert replay([local], 0.9, 2) is None
 
 
 def test_records_load_from_json_lines(tmp_path: Path) -> None:

@@ -6,6 +6,11 @@ best of them is below ``min_confidence`` (its ``candidates`` still bound the tri
 the highest probability wins (ties: the higher mean token log-probability, then the
 earlier candidate), and an automatic request holds it when it is below ``min_confidence``.
 With ``min_confidence`` 0 and ``choose_among`` 1 this is first-come, as before.
+
+A candidate without token log-probabilities (a remote server reports none) is never held
+and never makes the search go on: the weights were calibrated on the local model's
+log-probabilities, and without them the estimate says more about the calibration model's
+base rate than about the candidate. Such candidates are still ranked by the score.
 """
 
 from __future__ import annotations
@@ -56,7 +61,11 @@ class Considered:
     @property
     def mean_logprob(self) -> float | None:
         logprobs = self.usage.logprobs
-        return None if logprobs is None else logprobs.mean
+        return None if logprobs is None or logprobs.count <= 0 else logprobs.mean
+
+    def confident(self, model: ConfidenceModel, min_confidence: float) -> bool:
+        """Whether it may be shown at ``min_confidence`` (always without log-probabilities)."""
+        return self.mean_logprob is None or self.probability(model) >= min_confidence
 
 
 def ranking(model: ConfidenceModel, candidate: Considered) -> tuple[float, float, int]:
@@ -135,7 +144,7 @@ class Chooser:
             return False
         if not self.hold:
             return True
-        return max(c.probability(self.model) for c in accepted) >= self.min_confidence
+        return any(c.confident(self.model, self.min_confidence) for c in accepted)
 
     def pool(self) -> list[Considered]:
         """What the choice is among: the candidates that do what is asked, else those that
@@ -150,7 +159,7 @@ class Chooser:
         chosen = best(self.model, self.pool())
         if chosen is None:
             return None, False
-        return chosen, self.hold and chosen.probability(self.model) < self.min_confidence
+        return chosen, self.hold and not chosen.confident(self.model, self.min_confidence)
 
     def considered(self) -> list[Considered]:
         """Every candidate scored, in generation order (the repair last)."""
@@ -182,11 +191,16 @@ def replay(recorded: Sequence[Scored], min_confidence: float, candidates: int) -
     so each one's confidence is what the pipeline would have had when it was generated, and
     ``Chooser``'s rule replays for any threshold from that one run: the first candidate that
     verifies at the threshold or above ends the search and is shown; otherwise the best of
-    the pool (``Chooser.pool``) is shown if it reaches the threshold, else held.
+    the pool (``Chooser.pool``) is shown if it reaches the threshold, else held. A candidate
+    without log-probabilities counts as reaching any threshold, as in ``Chooser``.
     """
+
+    def confident(c: Scored) -> bool:
+        return c.mean_logprob is None or c.confidence >= min_confidence
+
     tried = [(i, c) for i, c in enumerate(recorded) if c.attempt < candidates]
     for i, c in tried:
-        if c.verdict != "repair" and c.asks_met and c.confidence >= min_confidence:
+        if c.verdict != "repair" and c.asks_met and confident(c):
             return i
     verified = [(i, c) for i, c in tried if c.verdict != "repair"]
     pool = [(i, c) for i, c in verified if c.asks_met] or verified
@@ -200,4 +214,4 @@ def replay(recorded: Sequence[Scored], min_confidence: float, candidates: int) -
         return (c.confidence, mean, -i)
 
     chosen, best_one = max(pool, key=key)
-    return chosen if best_one.confidence >= min_confidence else None
+    return chosen if confident(best_one) else None

@@ -305,12 +305,10 @@ def test_each_min_confidence_is_a_server_run_and_a_row_on_the_same_tasks(
     run = run_editor(options)
     rows = {row.model: row for row in run.rows}
     assert set(rows) == {"stub · minConfidence 0", "stub · minConfidence 1"}
-    # At 0 every verified suggestion is shown; at 1 no estimate reaches the threshold (the
-    # stub reports no token log-probabilities: a middling estimate), so each is held.
+    # The stub, like any remote server, reports no token log-probabilities: its
+    # suggestions are never held, whatever the threshold (lsp.core.choose).
     assert rows["stub · minConfidence 0"].summary.shown == 1.0
-    assert rows["stub · minConfidence 1"].summary.shown == 0.0
-    held = run.results[("stub · minConfidence 1", "empty", 0.0)]
-    assert [r.outcome for r in held] == ["empty", "empty"]
+    assert rows["stub · minConfidence 1"].summary.shown == 1.0
 
 
 @pytest.mark.timeout(300)
