@@ -293,6 +293,7 @@ class EditorSession:
             requests=requests,
             cancels_sent=cancels,
             path=path.relative_to(self.root).as_posix(),
+            cross_file=task.cross_file,
         )
 
 

@@ -119,9 +119,9 @@ def editor_table(rows: Sequence[EditorRow]) -> str:
     head = (
         "| model | trigger | placement | delay s | tasks | shown | pass@1 | exact | edit sim "
         "| right when shown | show p50 ms | show p95 ms | empty | timeouts | errors "
-        "| requests | cancels |"
+        "| requests | cancels | callee (cross-file) |"
     )
-    lines = [head, "|" + "---|" * 17]
+    lines = [head, "|" + "---|" * 18]
     for row in rows:
         s = row.summary
         lines.append(
@@ -129,6 +129,7 @@ def editor_table(rows: Sequence[EditorRow]) -> str:
             f"| {s.shown:.2f} | {_pass_rate(s.pass_at_1, row.no_sandbox)} | {s.exact:.2f} "
             f"| {s.edit_similarity:.2f} "
             f"| {_rate(s.right_when_shown)} | {_ms(s.show_p50_ms)} | {_ms(s.show_p95_ms)} "
-            f"| {s.empty} | {s.timeouts} | {s.errors} | {s.requests} | {s.cancels_sent} |"
+            f"| {s.empty} | {s.timeouts} | {s.errors} | {s.requests} | {s.cancels_sent} "
+            f"| {_rate(s.callee_named)} |"
         )
     return "\n".join(lines + _footnote(rows))

@@ -34,6 +34,7 @@ class ShownResult:
     requests: int = 1  # one per keystroke when typing
     cancels_sent: int = 0  # $/cancelRequest for requests still unanswered at a keystroke
     path: str = ""  # the file opened for the task (workspace-relative)
+    cross_file: bool = False  # a repository hole whose answer calls another file's code
 
     @property
     def shown(self) -> bool:
@@ -66,6 +67,8 @@ class ShownResult:
             else round(self.time_to_show_ms, 1),
             "requests": self.requests,
             "cancels_sent": self.cancels_sent,
+            "cross_file": self.cross_file,
+            "callee_named": s.callee_named,
         }
 
 
@@ -86,6 +89,9 @@ class ShownSummary:
     errors: int
     requests: int
     cancels_sent: int
+    # Of the cross-file repository holes, the share whose shown suggestion calls the right
+    # callee (as the invoked table counts it); None where no task has one.
+    callee_named: float | None = None
 
     def as_json(self) -> dict[str, object]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(self).items()}
@@ -97,6 +103,11 @@ def summarize_shown(results: Sequence[ShownResult]) -> ShownSummary:
     shown = [r for r in results if r.shown]
     tests = [r.score.passed for r in results if r.score.passed is not None]
     times = [r.time_to_show_ms for r in shown if r.time_to_show_ms is not None]
+    callees = [
+        bool(r.shown and r.score.callee_named)
+        for r in results
+        if r.cross_file and r.score.callee_named is not None
+    ]
     return ShownSummary(
         tasks=len(results),
         shown=len(shown) / n,
@@ -111,4 +122,5 @@ def summarize_shown(results: Sequence[ShownResult]) -> ShownSummary:
         errors=sum(r.outcome == "error" for r in results),
         requests=sum(r.requests for r in results),
         cancels_sent=sum(r.cancels_sent for r in results),
+        callee_named=sum(callees) / len(callees) if callees else None,
     )

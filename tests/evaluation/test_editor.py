@@ -147,6 +147,26 @@ def test_summary_and_table_count_shown_right_when_shown_and_time_to_show() -> No
     assert unmeasured.endswith("\n" + NO_SANDBOX)
 
 
+def test_the_callee_counts_over_cross_file_holes_and_only_what_was_shown() -> None:
+    def hole(outcome: str, named: bool | None, cross_file: bool) -> ShownResult:
+        score = Score(False, 0.5, 0.5, empty=outcome != "items", callee_named=named)
+        return ShownResult(
+            "t", "call", "cursor", outcome, "x", 0, score, 1.0, cross_file=cross_file
+        )
+
+    results = [
+        hole("items", True, True),
+        hole("items", False, True),
+        hole("empty", True, True),  # the right callee, but nothing was shown
+        hole("items", True, False),  # the callee is in the hole's own file
+        hole("items", None, False),
+    ]
+    s = summarize_shown(results)
+    assert s.callee_named == pytest.approx(1 / 3)
+    assert editor_table([EditorRow("m", "automatic", "cursor", 0.0, s)]).endswith("| 0.33 |")
+    assert summarize_shown(results[3:]).callee_named is None
+
+
 def _answer_for(prompt: str) -> str:
     """The hole's line (the rest of it after what is typed), or a wrong line for WRONG."""
     for task in TASKS:
