@@ -117,9 +117,11 @@ def complete_settings(args: argparse.Namespace) -> ServerSettings:
     """The server's settings with the flags given on the command line laid over them.
 
     The flags go through the settings' own parser, so a value the editor's settings would
-    refuse (``--candidates 0``) is refused here too (ValueError: a one-line error).
+    refuse (``--candidates 0``) is refused here too (ValueError: a one-line error). Beneath
+    them lies the user's settings file, as beneath the editor's (``lsp.core.user_settings``).
     """
-    from lsp.core.settings import CompletionSettings, parse_settings
+    from lsp.core.settings import CompletionSettings
+    from lsp.core.user_settings import layered, load_user_settings
 
     model = {
         "path": getattr(args, "model", None),
@@ -146,7 +148,7 @@ def complete_settings(args: argparse.Namespace) -> ServerSettings:
     }
     if args.no_verify:
         raw["verify"] = {"syntax": False, "ruff": False, "symbols": False}
-    settings, problems = parse_settings(raw)
+    settings, problems = layered(raw, load_user_settings())
     if problems:
         raise ValueError("; ".join(problems))
     return settings

@@ -16,7 +16,8 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
-from lsp.core.settings import ServerSettings, parse_settings, settings_as_json
+from lsp.core.settings import ServerSettings, settings_as_json
+from lsp.core.user_settings import layered, load_user_settings
 from lsp.server import convert, framing, scope, uris
 from lsp.server.actions import CodeActions
 from lsp.server.completions import CompletionService, Suggestion
@@ -151,8 +152,9 @@ class ApprenticeServer(LanguageServer):
     # -- set-up ----------------------------------------------------------------------------
 
     def configure(self, raw: object, *, initial: bool) -> None:
-        """Take new settings: bad values are reported once and keep their defaults."""
-        settings, problems = parse_settings(raw)
+        """Take new settings, laid over the user's settings file (read again each time): bad
+        values are reported once and keep the file's value, else their default."""
+        settings, problems = layered(raw, load_user_settings())
         if problems:
             self.warn("Apprentice: ignoring bad settings (defaults used): " + "; ".join(problems))
         logging.getLogger().setLevel(settings.log_level.upper())
