@@ -1,8 +1,8 @@
 """The ``apprentice`` command line: one entry point, one module per command group.
 
 ``workspace`` (complete, index, search, check, serve), ``evaluate`` (eval), ``checkpoint``
-(model ...) and ``train`` (distill, train). Each group's module imports only what building
-its parser needs; heavy imports (llama.cpp, torch, pygls) happen inside the commands, so
+(model ...), ``train`` (distill, train) and ``doctor``. Each group's module imports only what
+building its parser needs; heavy imports (llama.cpp, torch, pygls) happen inside the commands, so
 ``apprentice --help`` and light commands start at once. Exit status: 0 success, 1 usage
 or input error (one line), 2 internal error.
 """
@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from lsp.cli import checkpoint, evaluate, train, workspace
+from lsp.cli import checkpoint, doctor, evaluate, train, workspace
 from lsp.cli.common import LOG_FORMAT, Command, say
 
 __all__ = ["build_parser", "main"]
@@ -23,7 +23,7 @@ __all__ = ["build_parser", "main"]
 logger = logging.getLogger(__name__)
 
 # Each adds its parsers to ``commands`` (top level) and ``model_commands`` (``apprentice model``).
-_GROUPS = (workspace, evaluate, checkpoint, train)
+_GROUPS = (workspace, evaluate, checkpoint, train, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
