@@ -217,7 +217,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"held out by file ({held['files']} files): AUC {rate(held['calibrated']['auc'])} "
         f"(mean log-probability alone {rate(held['mean_logprob_alone']['auc'])}), log-loss "
         f"{held['calibrated']['log_loss']:.3f} (uncalibrated {held['raw']['log_loss']:.3f}), "
-        f"Brier {held['calibrated']['brier']:.3f}",
+        f"Brier {held['calibrated']['brier']:.3f}; calibration: {report['calibration']}",
         "",
         "| minConfidence | coverage | right when shown | right (all holes) |",
         "|---|---|---|---|",

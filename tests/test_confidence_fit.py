@@ -26,9 +26,10 @@ LP = FEATURES.index("lp_mean")
 COMMENT = FEATURES.index("comment")
 
 
-def synthetic(holes: int = 300, seed: int = 0) -> list[Record]:
+def synthetic(holes: int = 300, seed: int = 0, step: bool = False) -> list[Record]:
     """Holes of 1-2 candidates whose chance of being right rises with the mean
-    log-probability and falls for comments; 30 files."""
+    log-probability and falls for comments (logistically, or as a step: 0.9 above a
+    point, 0.05 below it, which no logistic curve follows); 30 files."""
     rng = random.Random(seed)
     records = []
     for i in range(holes):
@@ -38,7 +39,8 @@ def synthetic(holes: int = 300, seed: int = 0) -> list[Record]:
             row[LP] = -abs(rng.gauss(0, 1.2))
             row[COMMENT] = float(rng.random() < 0.2)
             z = 3.0 * row[LP] + 1.0 - 2.0 * row[COMMENT]
-            right = rng.random() < 1 / (1 + math.exp(-z))
+            chance = (0.9 if z > 0 else 0.05) if step else 1 / (1 + math.exp(-z))
+            right = rng.random() < chance
             candidates.append(Candidate(tuple(row), right, "accept", True, attempt, row[LP]))
         records.append(Record(f"t{i}", f"file{i % 30}.py", tuple(candidates)))
     return records
@@ -60,10 +62,20 @@ def test_the_fit_finds_the_signal_and_measures_it_on_held_out_files(
     assert held["files"] == 8  # a quarter of 30 files, rounded up: none shared with training
 
 
-def test_the_calibration_table_is_monotone_within_zero_and_one(
+def test_a_calibration_table_that_does_not_help_on_held_out_files_is_left_out(
     trained: tuple[ConfidenceModel, dict[str, object]],
 ) -> None:
-    model, _ = trained
+    # The data are logistic: the regression is calibrated already, and the stepped table
+    # only adds noise.
+    model, report = trained
+    assert model.table_x.size == 0
+    assert str(report["calibration"]).startswith("none (isotonic raised the held-out log-loss")
+
+
+def test_the_calibration_table_is_monotone_within_zero_and_one() -> None:
+    records = synthetic(1200, step=True)
+    model, report = train(records, candidates=2, min_coverage=0.5, meta={})
+    assert report["calibration"] == "isotonic"
     assert model.table_x.size > 1
     assert np.all(np.diff(model.table_x) >= 0) and np.all(np.diff(model.table_y) >= 0)
     assert model.table_y.min() >= 0 and model.table_y.max() <= 1

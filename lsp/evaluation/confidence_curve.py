@@ -17,8 +17,16 @@ from dataclasses import dataclass
 from lsp.core.choose import replay
 from lsp.core.pipeline_types import Alternative
 
-# The operating points reported: minConfidence 0 (never held), 0.1, ..., 0.9.
+# The operating points reported: minConfidence 0 (never held), 0.1, ..., 0.9, and the
+# server's default (the one the calibration data chose), wherever it falls between them.
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+def thresholds() -> tuple[float, ...]:
+    """``THRESHOLDS`` with the server's default minConfidence among them."""
+    from lsp.core.settings import CompletionSettings
+
+    return tuple(sorted({*THRESHOLDS, round(CompletionSettings().min_confidence, 2)}))
 
 
 @dataclass(frozen=True)
@@ -82,13 +90,14 @@ class CurvePoint:
 def curve(
     recorded: Sequence[Sequence[ScoredAlternative]],
     candidates: int,
-    thresholds: Sequence[float] = THRESHOLDS,
+    at: Sequence[float] | None = None,
 ) -> list[CurvePoint]:
-    """Coverage and right when shown at each threshold; ``recorded`` has one (possibly
-    empty) list of alternatives per task, from a run that tried ``candidates`` each."""
+    """Coverage and right when shown at each threshold (default: ``thresholds()``);
+    ``recorded`` has one (possibly empty) list of alternatives per task, from a run that
+    tried ``candidates`` each."""
     points = []
     n = len(recorded)
-    for threshold in thresholds:
+    for threshold in thresholds() if at is None else at:
         shown = right = 0
         for alternatives in recorded:
             index = replay(alternatives, threshold, candidates)
@@ -173,7 +182,7 @@ def curve_table(rows: Sequence[tuple[str, Sequence[CurvePoint]]]) -> str:
     for label, points in rows:
         for p in points:
             lines.append(
-                f"| {label} | {p.min_confidence:.1f} | {p.tasks} | {p.coverage:.2f} "
+                f"| {label} | {p.min_confidence:.2f} | {p.tasks} | {p.coverage:.2f} "
                 f"| {_rate(p.right_when_shown)} | {p.right:.2f} |"
             )
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import pytest
 from bench.confidence_rescore import rescored
 from lsp.core.choose import replay
 from lsp.core.pipeline import CompletionPipeline, PipelineSettings
+from lsp.core.settings import CompletionSettings
 from lsp.evaluation.confidence_curve import (
     ScoredAlternative,
     curve,
@@ -27,7 +28,8 @@ MIDDLING = TokenLogprobs(mean=-0.5, minimum=-1.0, first=-0.5, count=6)
 
 
 def alt(confidence: float, right: bool, attempt: int = 0, **extra: object) -> ScoredAlternative:
-    fields: dict[str, object] = {"mean_logprob": None, "verdict": "accept", "asks_met": True}
+    # A local model's candidate: it has log-probabilities (without them it is never held).
+    fields: dict[str, object] = {"mean_logprob": -0.5, "verdict": "accept", "asks_met": True}
     fields.update(extra)
     return ScoredAlternative(confidence=confidence, right=right, attempt=attempt, **fields)  # type: ignore[arg-type]
 
@@ -42,6 +44,7 @@ RECORDED = [
 
 def test_the_curve_replays_each_threshold() -> None:
     points = {p.min_confidence: p for p in curve(RECORDED, candidates=2)}
+    assert round(CompletionSettings().min_confidence, 2) in points  # the server's default
     assert points[0.0].coverage == 0.75 and points[0.0].right_when_shown == pytest.approx(1 / 3)
     # 0.3: the second task's sample (0.6) is shown instead of its greedy 0.2; the third holds
     # nothing back yet (0.35).
@@ -51,7 +54,7 @@ def test_the_curve_replays_each_threshold() -> None:
     # One candidate allowed: the second task's sample is never generated.
     one = {p.min_confidence: p for p in curve(RECORDED, candidates=1)}
     assert one[0.4].coverage == 0.25 and one[0.4].right_when_shown == 1.0
-    assert "| r | 0.4 | 4 | 0.50 | 1.00 | 0.50 |" in curve_table([("r", curve(RECORDED, 2))])
+    assert "| r | 0.40 | 4 | 0.50 | 1.00 | 0.50 |" in curve_table([("r", curve(RECORDED, 2))])
 
 
 def test_the_choice_among_candidates_against_first_come_and_the_oracle() -> None:
