@@ -28,7 +28,7 @@ LLAMA_KEY := $(shell echo '$(LLAMA_CPP_VERSION) $(strip $(LLAMA_CMAKE_ARGS))' | 
 WHEELHOUSE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/wheels/llama-cpp-python-$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
 
-.PHONY: all demo test check lint format bench clean setup student confidence
+.PHONY: all demo test check lint format bench clean setup student confidence bundle bundle-cache
 
 all: test
 
@@ -63,7 +63,7 @@ $(STAMP): pyproject.toml $(LLAMA_STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m lsp.cli.demo
 
-test: $(STAMP) vscode vscode-e2e
+test: $(STAMP) vscode vscode-e2e bundle-cache
 	@# pytest exits 5 when it collects nothing: that is a failure here, never a pass.
 	$(BIN)/python -m pytest -q
 
@@ -172,6 +172,23 @@ CONFIDENCE_WORK ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/apprentice/confidence-
 CONFIDENCE_HOLES ?= 400
 confidence: $(STAMP)
 	$(BIN)/python -m bench.confidence_data --work $(CONFIDENCE_WORK) --holes $(CONFIDENCE_HOLES)
+
+# The offline bundle (docs/offline.md): one archive that installs and runs Apprentice on an
+# air-gapped Linux x86_64 machine, and a second with what the train extra adds. Built where
+# the registries are reachable: every wheel at the version installed in .venv, downloaded
+# once into a wheel cache in the user cache; llama-cpp-python is the wheel make setup
+# compiled (LLAMA_CMAKE_ARGS as above: the CPU features named, or -DGGML_CUDA=on).
+# A team bundle: make bundle CHECKPOINT=DIR CHECKPOINT_KEY=FILE.pub (a signed checkpoint).
+# bundle-cache only downloads what the bundle needs (make test builds and installs a bundle
+# offline from that cache: tests/test_bundle_offline.py).
+BUNDLE_OUT ?= dist
+BUNDLE_ARGS = --llama-wheelhouse $(WHEELHOUSE) --llama-flags "$(strip $(LLAMA_CMAKE_ARGS))"
+bundle: $(STAMP) vscode
+	$(BIN)/python bundle/build.py --out $(BUNDLE_OUT) $(BUNDLE_ARGS) \
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --checkpoint-key $(CHECKPOINT_KEY))
+
+bundle-cache: $(STAMP)
+	$(BIN)/python bundle/build.py --fill-cache $(BUNDLE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
