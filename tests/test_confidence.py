@@ -73,6 +73,27 @@ def test_the_setting_defaults_to_the_operating_point_the_weights_recommend() -> 
     assert CompletionSettings().min_confidence == shipped().recommended
 
 
+@pytest.mark.parametrize(
+    ("logprobs", "probability", "shown"),
+    [
+        (TokenLogprobs(mean=-0.05, minimum=-0.3, first=-0.02, count=8), 0.640, True),
+        (TokenLogprobs(mean=-0.4, minimum=-2.0, first=-0.3, count=8), 0.145, True),
+        (TokenLogprobs(mean=-0.9, minimum=-4.0, first=-1.5, count=8), 0.006, False),
+    ],
+)
+def test_the_shipped_weights_give_the_documented_decisions(
+    logprobs: TokenLogprobs, probability: float, shown: bool
+) -> None:
+    """docs/quality.md ("Right when shown") lists these three candidates: a retrain that
+    moves them updates that table and this test together."""
+    text = "        return json.load(f)"
+    scene = Scene(after_colon=True)  # an empty line in a block, no repository context
+    row_ = features(scene, text, logprobs, repair=False, attempt=0, rejected_before=0, earlier=())
+    p = shipped().probability(row_)
+    assert p == pytest.approx(probability, abs=0.005)
+    assert (p >= CompletionSettings().min_confidence) is shown
+
+
 def test_the_probability_is_the_logistic_of_the_standardised_features() -> None:
     n = len(FEATURES)
     means, scales = np.linspace(-1, 1, n), np.linspace(0.5, 2, n)

@@ -82,7 +82,7 @@ class CompletionSettings:
     # right (lsp.core.confidence, calibrated on held-out standard-library holes) is below
     # this is not shown; explicit requests always show their best candidate. The default is
     # the operating point the calibration data chose (the shipped weights name it).
-    min_confidence: float = 0.0
+    min_confidence: float = 0.1
 
 
 @dataclass(frozen=True)
