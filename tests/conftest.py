@@ -42,6 +42,9 @@ E2E_DIRS = (TESTS / "e2e",)
 TIERS = ("model", "e2e")
 
 tiers.install()
+# The user's own settings file (lsp/core/user_settings.py) must not reach the code under
+# test or the servers it starts: every test reads none unless it names one itself.
+os.environ["APPRENTICE_SETTINGS"] = str(TESTS / "data" / "no-user-settings.json")
 # Property tests run Hypothesis's 100 examples; make check asks for this profile instead.
 settings.register_profile("check", max_examples=25)
 _BY_HAND: dict[str, list[str]] = {}

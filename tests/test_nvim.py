@@ -96,7 +96,7 @@ def _run_nvim(
         "APPRENTICE_CMD": json.dumps(
             [sys.executable, "-m", "lsp.cli", "serve", "--log-file", str(server_log)]
         ),
-        "APPRENTICE_SETTINGS": json.dumps(settings),
+        "APPRENTICE_TEST_SETTINGS": json.dumps(settings),
         "APPRENTICE_FILE": str(path),
         "APPRENTICE_LINE": str(line + 1),
         "APPRENTICE_OUT": str(out),

@@ -1,7 +1,7 @@
 -- The plugin's commands, statusline, health check and completion-item fallback, against the
 -- real server, headless. Run as `nvim --headless --clean -S commands.lua`.
 --
--- Inputs (environment): APPRENTICE_NVIM_PLUGIN, APPRENTICE_CMD (JSON list), APPRENTICE_SETTINGS
+-- Inputs (environment): APPRENTICE_NVIM_PLUGIN, APPRENTICE_CMD (JSON list), APPRENTICE_TEST_SETTINGS
 -- (JSON), APPRENTICE_FILE, APPRENTICE_LINE (1-based; the cursor goes to its end),
 -- APPRENTICE_OUT, APPRENTICE_TIMEOUT_MS, and APPRENTICE_SCENARIO:
 --   commands  `:Apprentice status|reindex|toggle`, the statusline and `:checkhealth apprentice`
@@ -31,7 +31,7 @@ end
 local function start(apprentice)
   apprentice.setup({
     cmd = vim.json.decode(H.required('APPRENTICE_CMD')),
-    settings = vim.json.decode(vim.env.APPRENTICE_SETTINGS or '{}'),
+    settings = vim.json.decode(vim.env.APPRENTICE_TEST_SETTINGS or '{}'),
   })
   vim.cmd.edit(vim.fn.fnameescape(H.required('APPRENTICE_FILE')))
   local bufnr = vim.api.nvim_get_current_buf()

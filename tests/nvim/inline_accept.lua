@@ -8,7 +8,7 @@
 -- Inputs (environment):
 --   APPRENTICE_NVIM_PLUGIN  the plugin folder (editors/nvim), put on 'runtimepath'
 --   APPRENTICE_CMD          JSON list: the command that starts the server
---   APPRENTICE_SETTINGS     JSON object: server settings for setup()
+--   APPRENTICE_TEST_SETTINGS     JSON object: server settings for setup()
 --   APPRENTICE_FILE         the file to edit
 --   APPRENTICE_LINE         1-based line; the cursor goes to its end, in insert mode
 --   APPRENTICE_OUT          where to write the JSON report
@@ -141,7 +141,7 @@ local function main()
   local apprentice = require('apprentice')
   apprentice.setup({
     cmd = vim.json.decode(required('APPRENTICE_CMD')),
-    settings = vim.json.decode(env.APPRENTICE_SETTINGS or '{}'),
+    settings = vim.json.decode(env.APPRENTICE_TEST_SETTINGS or '{}'),
   })
   if not apprentice.has_inline_completion() then
     error('this Neovim has no vim.lsp.inline_completion', 0)

@@ -4,7 +4,7 @@
 -- keystroke (the server's debounce is set to APPRENTICE_DEBOUNCE_MS) is shown.
 -- Run as `nvim --headless --clean -S status_push.lua`.
 --
--- Inputs (environment): APPRENTICE_NVIM_PLUGIN, APPRENTICE_CMD (JSON list), APPRENTICE_SETTINGS
+-- Inputs (environment): APPRENTICE_NVIM_PLUGIN, APPRENTICE_CMD (JSON list), APPRENTICE_TEST_SETTINGS
 -- (JSON), APPRENTICE_FILE, APPRENTICE_LINE (1-based; the cursor goes to its end),
 -- APPRENTICE_OUT, APPRENTICE_TIMEOUT_MS, APPRENTICE_SUGGEST_MS, APPRENTICE_DEBOUNCE_MS.
 -- Report (JSON): ok, error, steps, pushed (each notification: state, model, index state,
@@ -77,7 +77,7 @@ H.run(function()
 
   apprentice.setup({
     cmd = vim.json.decode(H.required('APPRENTICE_CMD')),
-    settings = vim.json.decode(vim.env.APPRENTICE_SETTINGS or '{}'),
+    settings = vim.json.decode(vim.env.APPRENTICE_TEST_SETTINGS or '{}'),
   })
   vim.cmd.edit(vim.fn.fnameescape(H.required('APPRENTICE_FILE')))
   local bufnr = vim.api.nvim_get_current_buf()
