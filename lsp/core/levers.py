@@ -106,9 +106,13 @@ LEVERS: tuple[Lever, ...] = (
         "complete_names",
         False,
         "Where the legal names at the cursor are all known (after `module.` or `Class.` the "
-        "index reads, after `from module import`), the model may only write one of them "
-        "(constrained decoding); elsewhere decoding stays free.",
-        "Not measured yet: off until it is.",
+        "index reads, after `from module import`), the model may only write one of them, and "
+        "after a qualifier the generation itself writes (`os.`, a class known whole) only one "
+        "of its attributes (constrained decoding); elsewhere decoding stays free.",
+        "No gain: HumanEval pass@1 0.35 with and without (150 holes, empty line); GitPython "
+        "cross-file holes the same with and without (40); jinja2's: exact and callee the same, "
+        "one empty rest-of-line suggestion fewer in 19. Unknown names 0.00 either way "
+        "(verification refuses them); 1-3% a token, +78 MiB.",
     ),
 )
 
