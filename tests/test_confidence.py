@@ -241,6 +241,15 @@ def test_a_candidate_without_log_probabilities_is_never_held() -> None:
     assert len(backend.requests) == 1  # and it ends the search like a confident one
 
 
+def test_without_log_probabilities_the_earliest_candidate_is_chosen() -> None:
+    # The score would read length and placement alone: no evidence to reorder by.
+    texts = iter([LOADS, LOAD])
+    backend = FakeBackend(respond=lambda p: next(texts))
+    made = pipeline(backend, candidates=2, choose_among=2)
+    made.confidence = shipped()
+    assert made.complete(cursor()).text == LOADS
+
+
 def test_a_sure_candidate_is_shown_at_half() -> None:
     result = pipeline(scripted([LOAD], [SURE]), min_confidence=0.5).complete(cursor())
     assert result.text == LOAD and result.confidence == pytest.approx(sigmoid(0.9))

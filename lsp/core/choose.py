@@ -10,7 +10,7 @@ With ``min_confidence`` 0 and ``choose_among`` 1 this is first-come, as before.
 A candidate without token log-probabilities (a remote server reports none) is never held
 and never makes the search go on: the weights were calibrated on the local model's
 log-probabilities, and without them the estimate says more about the calibration model's
-base rate than about the candidate. Such candidates are still ranked by the score.
+base rate than about the candidate. Among such candidates the earliest is shown, as before.
 """
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ def ranking(model: ConfidenceModel, candidate: Considered) -> tuple[float, float
 
 
 def best(model: ConfidenceModel, pool: Sequence[Considered]) -> Considered | None:
-    """The candidate the score prefers (None for an empty pool)."""
+    """The candidate the score prefers (None for an empty pool); the earliest one where a
+    candidate has no log-probabilities, since the score without them is no evidence."""
+    if any(c.mean_logprob is None for c in pool):
+        return min(pool, key=lambda c: c.order, default=None)
     return max(pool, key=lambda c: ranking(model, c), default=None)
 
 
@@ -213,5 +216,8 @@ def replay(recorded: Sequence[Scored], min_confidence: float, candidates: int) -
         mean = -math.inf if c.mean_logprob is None else c.mean_logprob
         return (c.confidence, mean, -i)
 
-    chosen, best_one = max(pool, key=key)
+    if any(c.mean_logprob is None for _, c in pool):
+        chosen, best_one = pool[0]  # no score to choose by: the earliest, as Chooser does
+    else:
+        chosen, best_one = max(pool, key=key)
     return chosen if confident(best_one) else None
