@@ -162,7 +162,32 @@ def _after_lead(index: PieceIndex, names: NameSet, lead_rest: bytes) -> Ids:
     return np.asarray(found, dtype=np.int32)
 
 
-class NameProcessor:
+class SafeProcessor:
+    """A llama-cpp-python logits processor that never costs the completion: once ``free``
+    (its constraint is over, or it failed, with one log line), logits pass untouched."""
+
+    what = "constrained decoding"  # named in the failure's log line
+    free = False
+
+    def __call__(
+        self, input_ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]
+    ) -> npt.NDArray[np.single]:
+        if self.free:
+            return logits
+        try:
+            return self._constrain(input_ids, logits)
+        except Exception as error:  # never cost the completion: decode freely instead
+            self.free = True
+            logger.warning("%s failed (%s); decoding freely", self.what, error)
+            return logits
+
+    def _constrain(
+        self, input_ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]
+    ) -> npt.NDArray[np.single]:
+        raise NotImplementedError
+
+
+class NameProcessor(SafeProcessor):
     """A llama-cpp-python logits processor that keeps the first identifier a legal name.
 
     ``prompt_tokens`` is the prompt's length: the generated tokens are the ones
@@ -177,18 +202,6 @@ class NameProcessor:
         self._seen = 0
         self.free = False
         self.steps = 0  # tokens it constrained (for tests and logs)
-
-    def __call__(
-        self, input_ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]
-    ) -> npt.NDArray[np.single]:
-        if self.free:
-            return logits
-        try:
-            return self._constrain(input_ids, logits)
-        except Exception as error:  # never cost the completion: decode freely instead
-            self.free = True
-            logger.warning("constrained decoding failed (%s); decoding freely", error)
-            return logits
 
     def _constrain(
         self, input_ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]

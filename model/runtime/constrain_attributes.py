@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from model.runtime.constrain import Ids, NameSet, PieceIndex, continuing_tokens
+from model.runtime.constrain import Ids, NameSet, PieceIndex, SafeProcessor, continuing_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +141,14 @@ class _Lexer:
             self.quote = lexeme
 
 
-class AttributeProcessor:
+class AttributeProcessor(SafeProcessor):
     """A llama-cpp-python logits processor: after a generated ``qualifier.``, one of its names.
 
     ``line`` is the text of the cursor's line before the generation; ``prompt_tokens`` the
     prompt's length. Build it with ``attribute_processor``.
     """
+
+    what = "constrained attributes"
 
     def __init__(
         self,
@@ -174,18 +176,6 @@ class AttributeProcessor:
         self._fixed = self._fixed_banned()
         self.free = False
         self.steps = 0  # tokens it restricted (for tests and logs)
-
-    def __call__(
-        self, input_ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]
-    ) -> npt.NDArray[np.single]:
-        if self.free:
-            return logits
-        try:
-            return self._constrain(input_ids, logits)
-        except Exception as error:  # never cost the completion: decode freely instead
-            self.free = True
-            logger.warning("constrained attributes failed (%s); decoding freely", error)
-            return logits
 
     def _constrain(
         self, input_ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]
