@@ -7,9 +7,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from lint_bridge.class_scan import ClassSummary, scan_class
 from lint_bridge.module_getattr import getattr_names, literal_strings
+
+if TYPE_CHECKING:
+    from lint_bridge.buffer_parse import Recovered
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +186,22 @@ def scan_module(
     scanner.block(body)
     scanner.finish()
     return summary
+
+
+def scan_text(
+    recovered: Recovered, text: str, *, name: str, is_package: bool = False, stub: bool = False
+) -> ModuleSummary:
+    """Summarise ``text`` from its recovering parse (``parse_recovering``): the identifiers
+    on the lines it dropped are damaged, and function bodies are walked for ``global``
+    statements only where the text has one."""
+    return scan_module(
+        recovered.tree.body,
+        name=name,
+        is_package=is_package,
+        stub=stub,
+        walk_functions="global" in text,
+        damaged_names=recovered.dropped,
+    )
 
 
 def is_chain(expr: ast.expr) -> bool:

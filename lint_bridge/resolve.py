@@ -39,7 +39,7 @@ from lint_bridge.module_scan import (
     ImportBinding,
     ModuleSummary,
     ValueBinding,
-    scan_module,
+    scan_text,
 )
 from lint_bridge.typed_values import ABSTRACT_MODULES, annotation_value, instance_of
 from lint_bridge.values import (
@@ -160,14 +160,7 @@ class ModuleResolver:
         recovered = parse_recovering(text)
         summary = None
         if recovered is not None:
-            summary = scan_module(
-                recovered.tree.body,
-                name=name,
-                is_package=is_package,
-                stub=stub,
-                walk_functions="global" in text,
-                damaged_names=recovered.dropped,
-            )
+            summary = scan_text(recovered, text, name=name, is_package=is_package, stub=stub)
             self._origins[summary] = (key, *stamp)
             if stub or "site-packages" in key:
                 self._stable.add(summary)
@@ -189,13 +182,7 @@ class ModuleResolver:
             recovered = parse_recovering(text)
             if recovered is None or _spans(recovered.tree.body, seam):
                 return None
-            return scan_module(
-                recovered.tree.body,
-                name=name,
-                is_package=is_package,
-                walk_functions="global" in text,
-                damaged_names=recovered.dropped,
-            )
+            return scan_text(recovered, text, name=name, is_package=is_package)
 
         return self.memo(("source", text, name, is_package, seam), summarise)
 

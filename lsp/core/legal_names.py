@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lint_bridge.buffer_parse import parse_recovering
-from lint_bridge.module_scan import absolute_module, scan_module
+from lint_bridge.module_scan import absolute_module, scan_text
 from lint_bridge.resolve import TYPE_ATTRS, ModuleResolver
 from lint_bridge.typed_values import ABSTRACT_MODULES
 from lint_bridge.values import Attributes, ClassValue, ModuleValue, Value
@@ -223,13 +223,7 @@ def _chain_value(
         return None
     if _rebound(recovered.tree, first):
         return None
-    summary = scan_module(
-        recovered.tree.body,
-        name=module,
-        is_package=is_package,
-        walk_functions="global" in text,
-        damaged_names=recovered.dropped,
-    )
+    summary = scan_text(recovered, text, name=module, is_package=is_package)
     expression = ast.parse(chain, mode="eval").body
     return resolver.evaluate(expression, resolver.namespace(summary))
 

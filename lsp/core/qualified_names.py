@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lint_bridge.buffer_parse import parse_recovering
-from lint_bridge.module_scan import ClassBinding, FromBinding, ImportBinding, scan_module
+from lint_bridge.module_scan import ClassBinding, FromBinding, ImportBinding, scan_text
 from lint_bridge.resolve import ModuleResolver
 from lint_bridge.values import ClassValue, ModuleValue, Value
 from lint_bridge.verify import Verifier
@@ -111,13 +111,7 @@ def attribute_table(text: str, path: Path | None, resolver: ModuleResolver) -> A
     if recovered is None:
         return AttributeTable()
     module, is_package = module_identity(path, resolver)
-    summary = scan_module(
-        recovered.tree.body,
-        name=module,
-        is_package=is_package,
-        walk_functions="global" in text,
-        damaged_names=recovered.dropped,
-    )
+    summary = scan_text(recovered, text, name=module, is_package=is_package)
     excluded = rebound_names(recovered.tree) | recovered.dropped
     qualifying = [
         name
